@@ -1,0 +1,48 @@
+# Two commands do all the set-up: `make lab` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KERNEL := diffusion-course
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800
+
+.PHONY: venv lab test test-gpu unit lint format notebooks timings clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[lab,test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (diffusion-course)"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lab: $(STAMP)  ## start JupyterLab on notebooks/ with the course kernel
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+lint: $(STAMP)  ## ruff over the package, tests, tools and notebooks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+unit: $(STAMP)  ## the fast tests only
+	$(BIN)/pytest -m "not notebooks" -q
+
+test: lint  ## everything: lint, unit tests, solutions/ via papermill, notebooks/ via nbval, at the smoke budget
+	DLIB_BUDGET=smoke $(BIN)/pytest tests notebooks $(NBVAL)
+
+test-gpu: lint  ## the same commands at the gpu budget, on a CUDA machine
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu needs CUDA')"
+	DLIB_BUDGET=gpu $(BIN)/pytest tests notebooks $(NBVAL)
+
+notebooks: $(STAMP)  ## regenerate notebooks/ from solutions/ and execute both at the cpu budget
+	$(BIN)/python tools/build_notebooks.py --execute --budget cpu
+
+timings: $(STAMP)  ## time every notebook at BUDGET (default smoke) without touching the repo
+	$(BIN)/python tools/build_notebooks.py --execute --budget $(or $(BUDGET),smoke) --out build/timed
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

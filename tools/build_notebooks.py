@@ -1,0 +1,154 @@
+"""Generate notebooks/ from solutions/, execute them, or check that the two are in sync.
+
+solutions/ is the source of truth. In a code cell, everything between a line
+``### BEGIN SOLUTION`` and a line ``### END SOLUTION`` (markers included) becomes a stub at the
+same indentation::
+
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+so exercises are written as function bodies; the checker that follows each exercise catches the
+NotImplementedError and carries on with dlib's reference. In a Markdown cell the region becomes
+an invitation to answer. Nothing else changes.
+
+    python tools/build_notebooks.py                  # regenerate notebooks/ (outputs cleared)
+    python tools/build_notebooks.py --execute        # ... then execute solutions/ and notebooks/ in place (cpu budget)
+    python tools/build_notebooks.py --execute --budget smoke --out build/timed   # time a budget, leave the repo alone
+    python tools/build_notebooks.py --check          # exit 1 if notebooks/ is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS, NOTEBOOKS = ROOT / "solutions", ROOT / "notebooks"
+KERNEL = "diffusion-course"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
+MARKDOWN_STUB = ["*Your answer here. The worked answer is in the same notebook under `solutions/`.*"]
+_MARKER = re.compile(r"^(\s*)(### (?:BEGIN|END) SOLUTION)\s*$")
+
+
+def strip_solutions(source: str, cell_type: str = "code") -> str:
+    """Replace every BEGIN/END SOLUTION region of one cell's source with a stub."""
+    out, inside, indent = [], False, ""
+    for n, line in enumerate(source.split("\n"), 1):
+        m = _MARKER.match(line)
+        if m and m.group(2) == BEGIN:
+            if inside:
+                raise ValueError(f"line {n}: nested {BEGIN}")
+            inside, indent = True, m.group(1)
+        elif m and m.group(2) == END:
+            if not inside:
+                raise ValueError(f"line {n}: {END} without {BEGIN}")
+            inside = False
+            stub = CODE_STUB if cell_type == "code" else MARKDOWN_STUB
+            out.extend(indent + s for s in stub)
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{BEGIN} without {END}")
+    return "\n".join(out)
+
+
+def learner_version(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook a learner opens: solution regions stubbed, outputs cleared."""
+    nb = copy.deepcopy(solution)
+    for cell in nb.cells:
+        cell.source = strip_solutions(cell.source, cell.cell_type)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nb.cells]
+
+
+def generate() -> list[Path]:
+    NOTEBOOKS.mkdir(exist_ok=True)
+    written = []
+    for path in sorted(SOLUTIONS.glob("*.ipynb")):
+        target = NOTEBOOKS / path.name
+        nbformat.write(learner_version(nbformat.read(path, as_version=4)), target)
+        written.append(target)
+    for stale in set(NOTEBOOKS.glob("*.ipynb")) - set(written):
+        stale.unlink()
+    return written
+
+
+def check() -> list[str]:
+    """Return a list of problems; empty when notebooks/ matches solutions/."""
+    problems = []
+    sol = {p.name for p in SOLUTIONS.glob("*.ipynb")}
+    gen = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
+    problems += [f"notebooks/{n} is missing" for n in sorted(sol - gen)]
+    problems += [f"notebooks/{n} has no source in solutions/" for n in sorted(gen - sol)]
+    for name in sorted(sol & gen):
+        expected = learner_version(nbformat.read(SOLUTIONS / name, as_version=4))
+        actual = nbformat.read(NOTEBOOKS / name, as_version=4)
+        if sources(expected) != sources(actual):
+            problems.append(f"notebooks/{name} differs from what solutions/{name} generates")
+    return problems
+
+
+def execute(paths: list[Path], budget: str, out_dir: Path | None, timeout: int = 3600) -> dict[str, float]:
+    """Execute notebooks at a budget (in place, or into out_dir); return seconds per notebook."""
+    from nbclient import NotebookClient
+
+    os.environ["DLIB_BUDGET"] = budget
+    times = {}
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        start = time.perf_counter()
+        NotebookClient(nb, kernel_name=KERNEL, timeout=timeout, record_timing=False,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        times[f"{path.parent.name}/{path.name}"] = round(time.perf_counter() - start, 1)
+        target = (out_dir / path.parent.name / path.name) if out_dir else path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, target)
+        print(f"{times[f'{path.parent.name}/{path.name}']:8.1f} s  {path.parent.name}/{path.name} at {budget}", flush=True)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only check that notebooks/ is in sync")
+    parser.add_argument("--execute", action="store_true", help="execute solutions/ and notebooks/ after generating")
+    parser.add_argument("--budget", default="cpu", choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--out", type=Path, help="write executed copies here instead of in place")
+    parser.add_argument("--only", nargs="*", help="notebook file names to execute (default: all)")
+    args = parser.parse_args(argv)
+
+    if args.check:
+        problems = check()
+        for p in problems:
+            print(p)
+        if problems:
+            print("notebooks/ is stale: run `make notebooks` (or python tools/build_notebooks.py --execute).")
+        return 1 if problems else 0
+    generate()
+    if args.execute:
+        names = args.only or [p.name for p in sorted(SOLUTIONS.glob("*.ipynb"))]
+        paths = [d / n for n in names for d in (SOLUTIONS, NOTEBOOKS)]
+        times = execute(paths, args.budget, args.out)
+        log = ROOT / "build" / f"timings-{args.budget}.json"
+        log.parent.mkdir(exist_ok=True)
+        previous = json.loads(log.read_text()) if log.exists() else {}
+        log.write_text(json.dumps({**previous, **times}, indent=1, sort_keys=True))
+        print(f"timings written to {log.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
