@@ -36,6 +36,14 @@ from dlib.budget import pick, resolve_budget
 from dlib.schedules import Schedule, get_schedule
 from dlib.utils import append_dims, default_device
 
+
+def load_pretrained(name: str, device="cpu"):
+    """A shipped model by name: (model, schedule or None, card). See dlib.train.load_pretrained."""
+    from dlib.train import load_pretrained as _load
+
+    return _load(name, device)
+
+
 __all__ = [
     "Schedule",
     "append_dims",
@@ -44,6 +52,7 @@ __all__ = [
     "exercises",
     "forward",
     "get_schedule",
+    "load_pretrained",
     "pick",
     "resolve_budget",
     "schedules",

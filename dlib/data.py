@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import math
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,18 @@ from torch.utils.data import TensorDataset
 
 DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist"}
 SPLITS = {"train": "train", "test": "t10k"}
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 MANIFEST = "MANIFEST.sha256"
 
 
@@ -47,7 +58,9 @@ def read_manifest(root: Path | None = None) -> dict[str, str]:
     root = root or data_dir()
     path = root / MANIFEST
     if not path.exists():
-        raise DataError(f"no manifest at {path}: the data folder is incomplete (expected {MANIFEST} listing every file)")
+        raise DataError(
+            f"no manifest at {path}: the data folder is incomplete (expected {MANIFEST} listing every file)"
+        )
     entries = {}
     for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -62,7 +75,7 @@ def verified_path(relative: str, root: Path | None = None) -> Path:
     return _verify(str(root), relative)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _verify(root: str, relative: str) -> Path:
     expected = read_manifest(Path(root)).get(relative)
     if expected is None:
@@ -136,7 +149,9 @@ def two_moons(n: int, seed: int = 0, noise: float = 0.05) -> torch.Tensor:
     u = math.pi * torch.rand(n, generator=g, dtype=torch.float64)
     upper = torch.rand(n, generator=g) < 0.5
     x = torch.where(
-        upper[:, None], torch.stack([torch.cos(u), torch.sin(u)], 1), torch.stack([1 - torch.cos(u), 0.5 - torch.sin(u)], 1)
+        upper[:, None],
+        torch.stack([torch.cos(u), torch.sin(u)], 1),
+        torch.stack([1 - torch.cos(u), 0.5 - torch.sin(u)], 1),
     )
     x = (x - torch.tensor([0.5, 0.25], dtype=torch.float64)) / 0.8
     return (x + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)).float()
@@ -158,7 +173,12 @@ def checkerboard(n: int, seed: int = 0) -> torch.Tensor:
     return (torch.stack([x1, x2], 1) / 2).float()
 
 
-TOYS = {"swiss_roll": swiss_roll, "two_moons": two_moons, "eight_gaussians": eight_gaussians, "checkerboard": checkerboard}
+TOYS = {
+    "swiss_roll": swiss_roll,
+    "two_moons": two_moons,
+    "eight_gaussians": eight_gaussians,
+    "checkerboard": checkerboard,
+}
 
 
 def toy_2d(name: str, n: int, seed: int = 0) -> torch.Tensor:

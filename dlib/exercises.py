@@ -11,7 +11,8 @@ pass into an error.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -68,7 +69,7 @@ def _compare(got: Any, expected: Any, atol: float, rtol: float) -> str | None:
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
             return f"expected a sequence of {len(expected)} values, got {type(got).__name__}"
-        for k, (g, e) in enumerate(zip(got, expected)):
+        for k, (g, e) in enumerate(zip(got, expected, strict=True)):
             problem = _compare(g, e, atol, rtol)
             if problem:
                 return f"item {k}: {problem}"

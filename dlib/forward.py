@@ -7,11 +7,12 @@ with 0 <= t <= T-1 (t = 0 is the first noise level, the paper's t = 1).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from dlib.schedules import Schedule
+from dlib.utils import randn_like
 
 EpsModel = Callable[..., torch.Tensor]  # eps_model(x_t, t, **cond) -> eps_hat
 PREDICTIONS = ("eps", "x_0", "v")
@@ -52,11 +53,23 @@ def q_posterior(
         raise ValueError(f"x_0 and x_t must have the same shape, got {tuple(x_0.shape)} and {tuple(x_t.shape)}")
     _check_batch(x_t, t)
     n = x_t.ndim
-    beta, alpha = sched.at(sched.betas, t, n), sched.at(sched.alphas, t, n)
-    a, a_prev = sched.at(sched.alpha_bar, t, n), sched.at(sched.alpha_bar_prev, t, n)
-    mean = beta * a_prev.sqrt() / (1 - a) * x_0 + (1 - a_prev) * alpha.sqrt() / (1 - a) * x_t
-    var = (1 - a_prev) / (1 - a) * beta
-    return mean, var
+    a, a_prev, beta = (sched.at(v, t, n) for v in (sched.alpha_bar, sched.alpha_bar_prev, sched.betas))
+    coef_x0, coef_xt, var = posterior_coefs(a, a_prev, beta)
+    return coef_x0 * x_0 + coef_xt * x_t, var
+
+
+def posterior_coefs(alpha_bar_t, alpha_bar_prev, beta_t=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q(x_prev | x_t, x_0) between any two noise levels: mean = coef_x0 x_0 + coef_xt x_t, and var.
+
+    With beta_t = 1 - alpha_bar_t / alpha_bar_prev (one DDPM step, or a respaced jump over several;
+    pass ``beta_t`` when it is known exactly, since the ratio of two float32 numbers near 1 loses
+    digits) and alpha_t = 1 - beta_t:
+    coef_x0 = beta_t sqrt(alpha_bar_prev) / (1 - alpha_bar_t), coef_xt = (1 - alpha_bar_prev) sqrt(alpha_t) / (1 - alpha_bar_t),
+    var = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta_t (beta_tilde).
+    """
+    a, a_prev = torch.as_tensor(alpha_bar_t), torch.as_tensor(alpha_bar_prev)
+    beta = 1 - a / a_prev if beta_t is None else torch.as_tensor(beta_t)
+    return beta * a_prev.sqrt() / (1 - a), (1 - a_prev) * (1 - beta).sqrt() / (1 - a), (1 - a_prev) / (1 - a) * beta
 
 
 # --- eps <-> x_0 <-> v. alpha_bar_t is a float or a tensor broadcastable to x_t. ---
@@ -141,7 +154,7 @@ def vlb_terms(
     prior = normal_kl(mean_T, var_T, torch.zeros_like(x_0), 1.0).sum(dims) / per_dim
 
     # beta_tilde at t = 0 is 0; like improved-diffusion, use beta_tilde_1 as the decoder variance.
-    var_tilde = (1 - sched.alpha_bar_prev) / (1 - sched.alpha_bar) * sched.betas
+    var_tilde = posterior_coefs(sched.alpha_bar, sched.alpha_bar_prev, sched.betas)[2]
     p_var = var_tilde.clone() if variance == "fixed_small" else sched.betas.clone()
     p_var[0] = var_tilde[1]
 
@@ -180,7 +193,8 @@ def l_simple(
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     B = x_0.shape[0]
     if t is None:
-        t = torch.randint(0, sched.T, (B,), device=x_0.device, generator=generator)
+        t = torch.randint(0, sched.T, (B,), generator=generator, device=generator.device if generator else x_0.device)
+        t = t.to(x_0.device)
     eps = _noise_like(x_0, eps, generator)
     x_t = q_sample(x_0, t, sched, eps)
     if prediction == "eps":
@@ -197,7 +211,7 @@ def l_simple(
 
 def _noise_like(x: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
     if eps is None:
-        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return randn_like(x, generator)
     if eps.shape != x.shape:
         raise ValueError(f"eps must have the shape of the data {tuple(x.shape)}, got {tuple(eps.shape)}")
     return eps

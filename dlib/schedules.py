@@ -131,8 +131,9 @@ def sigmoid(T: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1
     _check_T(T)
     if not start < end:
         raise ValueError(f"sigmoid schedule needs start < end, got start={start}, end={end}")
-    v_start, v_end = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64)), torch.sigmoid(
-        torch.tensor(end / tau, dtype=torch.float64)
+    v_start, v_end = (
+        torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64)),
+        torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64)),
     )
 
     def f(u):

@@ -19,3 +19,12 @@ def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
 def default_device() -> torch.device:
     """CUDA when it is there, else the CPU. Library code follows ``x.device`` instead."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn on the generator's device, moved to ``x``'s.
+
+    Drawing on the generator's own device keeps a seeded CPU generator usable with CUDA tensors.
+    """
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)

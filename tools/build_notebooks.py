@@ -111,13 +111,20 @@ def execute(paths: list[Path], budget: str, out_dir: Path | None, timeout: int =
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
-        NotebookClient(nb, kernel_name=KERNEL, timeout=timeout, record_timing=False,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb,
+            kernel_name=KERNEL,
+            timeout=timeout,
+            record_timing=False,
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
         times[f"{path.parent.name}/{path.name}"] = round(time.perf_counter() - start, 1)
         target = (out_dir / path.parent.name / path.name) if out_dir else path
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
-        print(f"{times[f'{path.parent.name}/{path.name}']:8.1f} s  {path.parent.name}/{path.name} at {budget}", flush=True)
+        print(
+            f"{times[f'{path.parent.name}/{path.name}']:8.1f} s  {path.parent.name}/{path.name} at {budget}", flush=True
+        )
     return times
 
 

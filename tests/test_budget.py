@@ -1,0 +1,24 @@
+import pytest
+import torch
+
+from dlib import budget
+
+
+def test_env_overrides_notebook(monkeypatch):
+    monkeypatch.setenv(budget.ENV_VAR, "smoke")
+    assert budget.resolve_budget("gpu") == "smoke"
+
+
+def test_auto(monkeypatch):
+    monkeypatch.delenv(budget.ENV_VAR, raising=False)
+    assert budget.resolve_budget("auto") == ("gpu" if torch.cuda.is_available() else "cpu")
+    assert budget.resolve_budget("cpu") == "cpu"
+
+
+def test_bad_budget(monkeypatch):
+    monkeypatch.delenv(budget.ENV_VAR, raising=False)
+    with pytest.raises(ValueError, match="unknown budget 'fast'"):
+        budget.resolve_budget("fast")
+    assert budget.pick("cpu", smoke=1, cpu=2, gpu=3) == 2
+    with pytest.raises(ValueError):
+        budget.pick("auto", smoke=1, cpu=2, gpu=3)
