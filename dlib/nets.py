@@ -30,13 +30,15 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     return F.pad(emb, (0, dim % 2))
 
 
-def norm_groups(channels: int, max_groups: int = 32) -> int:
-    """The largest group count <= max_groups that divides ``channels``.
+def norm_groups(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int:
+    """The largest group count <= max_groups dividing ``channels`` with >= min_group_size channels per group.
 
     GroupNorm(32, C) fails unless 32 divides C (the study guide's GroupNorm(32) on a 1-channel
-    input raises); this picks 32 for 64 channels, 16 for 48, and 1 for 1.
+    input raises). Groups of one channel would be instance norm, which erases any per-channel
+    offset, so groups keep at least 4 channels when they can: 1 -> 1, 32 -> 8, 64 -> 16, 128 -> 32.
     """
-    return max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
+    fits = [g for g in range(1, max_groups + 1) if channels % g == 0 and channels // g >= min_group_size]
+    return max(fits, default=1)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -51,20 +53,25 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv, add the projected time embedding, GroupNorm-SiLU-dropout-conv, + skip."""
+    """GroupNorm-SiLU-conv, then GroupNorm modulated by the time embedding, SiLU-dropout-conv, + skip.
+
+    The embedding enters as a per-channel scale and shift *after* the second normalisation
+    (FiLM, as in Nichol & Dhariwal's scale-shift norm): added before a normalisation, an offset
+    shared by a whole group would be subtracted away again.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0):
         super().__init__()
         self.block1 = nn.Sequential(group_norm(in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1))
-        self.emb_proj = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_ch))
-        self.block2 = nn.Sequential(
-            group_norm(out_ch), nn.SiLU(), nn.Dropout(dropout), zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1))
-        )
+        self.emb_proj = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_ch))
+        self.norm2 = group_norm(out_ch)
+        self.block2 = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.block1(x)
-        h = h + self.emb_proj(emb)[:, :, None, None]  # (B, out_ch, 1, 1) broadcast over H, W
+        scale, shift = self.emb_proj(emb)[:, :, None, None].chunk(2, dim=1)  # each (B, out_ch, 1, 1)
+        h = self.norm2(h) * (1 + scale) + shift
         return self.skip(x) + self.block2(h)
 
 

@@ -1,0 +1,127 @@
+import math
+
+import pytest
+import torch
+
+from dlib import nets
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("size,mults", [(28, (1, 2, 2)), (32, (1, 2, 2)), (64, (1, 2, 2, 2))])
+def test_unet_shapes(size, mults):
+    m = nets.UNet(nets.UNetConfig(base_channels=16, channel_mults=mults, num_res_blocks=1))
+    x = torch.randn(2, 1, size, size)
+    assert m(x, torch.tensor([0, 999])).shape == x.shape
+
+
+def test_parameter_counts():
+    # the shipped MNIST architecture and the default config
+    shipped = nets.UNetConfig(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,))
+    assert n_params(nets.UNet(shipped)) == 1_191_233
+    assert n_params(nets.UNet()) == 1_742_881
+
+
+def test_time_embedding_changes_the_output():
+    torch.manual_seed(0)
+    m = nets.UNet(nets.UNetConfig(base_channels=16, num_res_blocks=1))
+    for p in m.parameters():  # leave zero-initialised layers non-zero so the output depends on everything
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(1, 1, 28, 28).repeat(2, 1, 1, 1)
+    out = m(x, torch.tensor([10, 500]))
+    assert (out[0] - out[1]).abs().max() > 1e-4
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    cfg = nets.UNetConfig(base_channels=16, num_res_blocks=1, num_classes=10, context_dim=8, attention_levels=(1, 2))
+    m = nets.UNet(cfg)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    out = m(torch.randn(2, 1, 28, 28), torch.tensor([3, 700]), y=torch.tensor([1, 2]), context=torch.randn(2, 5, 8))
+    out.pow(2).mean().backward()
+    missing = [name for name, p in m.named_parameters() if p.grad is None or p.grad.abs().max() == 0]
+    assert not missing, missing
+
+
+def test_timestep_embedding_formula():
+    t = torch.tensor([0.0, 1.0, 37.0])
+    e = nets.timestep_embedding(t, 8)
+    freqs = torch.exp(-math.log(10_000) * torch.arange(4) / 4)
+    torch.testing.assert_close(e, torch.cat([torch.cos(t[:, None] * freqs), torch.sin(t[:, None] * freqs)], 1))
+    assert nets.timestep_embedding(t, 7).shape == (3, 7)
+
+
+def test_norm_groups_adapt_to_channels():
+    assert [nets.norm_groups(c) for c in (1, 3, 32, 48, 64, 96)] == [1, 1, 8, 12, 16, 24]
+    nets.ResBlock(1, 8, 16)(torch.randn(2, 1, 4, 4), torch.randn(2, 16))  # GroupNorm(32, 1) would raise
+
+
+def test_self_attention_equals_explicit_softmax():
+    torch.manual_seed(0)
+    attn = nets.SelfAttention(8, heads=2)
+    torch.nn.init.normal_(attn.proj_out.weight)
+    x = torch.randn(2, 8, 3, 5)
+    B, C, H, W = x.shape
+    qkv = attn.qkv(attn.norm(x)).reshape(B, 3, 2, 4, H * W)
+    q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, d)
+    w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(4), dim=-1)  # (B, heads, HW, HW)
+    h = (w @ v).transpose(-1, -2).reshape(B, C, H, W)
+    torch.testing.assert_close(attn(x), x + attn.proj_out(h), rtol=1e-5, atol=1e-5)
+
+
+def test_self_attention_mixes_positions():
+    """The study guide's reshape made each position attend only to itself; ours must mix them."""
+    torch.manual_seed(0)
+    attn = nets.SelfAttention(4)
+    torch.nn.init.normal_(attn.proj_out.weight)
+    x = torch.randn(1, 4, 4, 4)
+    y = x.clone()
+    y[..., 0, 0] += 1.0  # change one position
+    diff = (attn(y) - attn(x)).abs().sum(1)[0]  # (H, W)
+    assert (diff.flatten()[1:] > 1e-6).all(), "other positions must see the change"
+
+
+def test_cross_attention_is_permutation_equivariant_over_tokens():
+    torch.manual_seed(0)
+    ca = nets.CrossAttention(8, context_dim=6, heads=2)
+    torch.nn.init.normal_(ca.proj_out.weight)
+    x, ctx = torch.randn(2, 8, 4, 4), torch.randn(2, 7, 6)
+    perm = torch.randperm(7)
+    torch.testing.assert_close(ca(x, ctx), ca(x, ctx[:, perm]), rtol=1e-5, atol=1e-5)
+    for L in (1, 3, 20):
+        assert ca(x, torch.randn(2, L, 6)).shape == x.shape
+    mask = torch.tensor([[True] * 3 + [False] * 4] * 2)
+    torch.testing.assert_close(ca(x, ctx, mask), ca(x, ctx[:, :3]), rtol=1e-5, atol=1e-5)
+
+
+def test_class_labels_and_null_label():
+    torch.manual_seed(0)
+    m = nets.UNet(nets.UNetConfig(base_channels=16, num_res_blocks=1, num_classes=10))
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([5, 5])
+    assert not torch.allclose(m(x, t, y=torch.tensor([1, 1])), m(x, t, y=torch.tensor([2, 2])))
+    torch.testing.assert_close(m(x, t), m(x, t, y=torch.tensor([10, 10])))  # None = the null label
+
+
+def test_bad_input_raises_clearly():
+    m = nets.UNet(nets.UNetConfig(base_channels=8, num_res_blocks=1))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        m(torch.randn(1, 1, 30, 30), torch.tensor([1]))
+    with pytest.raises(ValueError, match=r"t must have shape \(B,\)"):
+        m(torch.randn(2, 1, 28, 28), torch.tensor([1]))
+    with pytest.raises(ValueError, match="unconditional"):
+        m(torch.randn(1, 1, 28, 28), torch.tensor([1]), y=torch.tensor([3]))
+    text = nets.UNet(nets.UNetConfig(base_channels=8, num_res_blocks=1, context_dim=4))
+    with pytest.raises(ValueError, match="pass context"):
+        text(torch.randn(1, 1, 28, 28), torch.tensor([1]))
+
+
+def test_mlp_and_classifier_shapes():
+    assert nets.MLPDenoiser()(torch.randn(5, 2), torch.arange(5)).shape == (5, 2)
+    c = nets.Classifier()
+    x = torch.randn(3, 1, 28, 28)
+    assert c(x).shape == (3, 10) and c.features(x).shape == (3, 128)

@@ -1,0 +1,161 @@
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlib import checkpoint, data
+from dlib.train import (
+    RECIPES,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_pretrained,
+    lr_at,
+    resolution_at,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    return dataclasses.replace(RECIPES["mnist-tiny"], out_dir=str(tmp_path), **kw)
+
+
+def weights(module):
+    return torch.cat([p.detach().flatten() for p in module.state_dict().values() if p.is_floating_point()])
+
+
+def test_loss_falls_on_2d_toy(tmp_path):
+    cfg = dataclasses.replace(RECIPES["toy-2d"], out_dir=str(tmp_path), steps=400, log_every=50)
+    log = train(cfg, progress=False)["card"]["loss_log"]
+    # predicting eps = 0 scores E||eps||^2 = 1 per dimension; a trained denoiser must do clearly better
+    assert log[-1][1] < 0.8 and log[-1][1] < log[0][1]
+
+
+def test_resume_in_process_is_exact(tmp_path):
+    a = train(tiny(tmp_path / "a"), progress=False)
+    cfg = tiny(tmp_path / "b")
+    train(cfg, stop_after=7, progress=False)
+    b = train(cfg, progress=False)
+    assert b["card"]["step"] == 20
+    assert torch.equal(weights(a["model"]), weights(b["model"]))
+    assert torch.equal(weights(a["ema"]), weights(b["ema"]))
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL a training process mid-way (any instant, even mid-write), resume, compare."""
+    straight = train(tiny(tmp_path / "straight", steps=40, ckpt_every=2), progress=False)
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dlib.train",
+        "--recipe",
+        "mnist-tiny",
+        "--out-dir",
+        str(out),
+        "--quiet",
+        "steps=40",
+        "ckpt_every=2",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    card_path = out / "mnist-tiny" / "card.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if card_path.exists() and json.loads(card_path.read_text())["step"] >= 6:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(card_path.read_text())["step"]
+    assert 6 <= killed_at < 40, f"the run was not interrupted mid-way (step {killed_at})"
+    subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resumed = train(tiny(out, steps=40, ckpt_every=2), progress=False)  # already finished: loads and returns
+    assert resumed["card"]["step"] == 40
+    assert torch.equal(weights(straight["model"]), weights(resumed["model"]))
+    assert torch.equal(weights(straight["ema"]), weights(resumed["ema"]))
+
+
+def test_corrupt_training_state_is_detected(tmp_path):
+    cfg = tiny(tmp_path, steps=5)
+    train(cfg, progress=False)
+    state = tmp_path / "mnist-tiny" / "state.safetensors"
+    raw = bytearray(state.read_bytes())
+    raw[-10] ^= 0xFF
+    state.write_bytes(bytes(raw))
+    with pytest.raises(data.DataError, match="corrupt"):
+        train(dataclasses.replace(cfg, steps=10), progress=False)
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    train(tiny(tmp_path, steps=5), progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        train(tiny(tmp_path, steps=10, lr=0.5), progress=False)
+
+
+def test_targets_progressive_and_multiscale_train(tmp_path):
+    for kw in (
+        dict(prediction="x_0"),
+        dict(prediction="v"),
+        dict(pad_to_32=True, progressive=((0.0, 16), (0.5, 32))),
+        dict(multiscale=(0.5, 1.0)),
+    ):
+        card = train(
+            tiny(tmp_path / str(len(kw)) / kw.__repr__()[:20].replace(" ", ""), steps=4, **kw), progress=False
+        )["card"]
+        assert card["step"] == 4 and all(torch.isfinite(torch.tensor(loss)) for _, loss in card["loss_log"])
+
+
+def test_schedules_of_the_loop():
+    cfg = TrainConfig(steps=100, warmup=10, lr=1.0, progressive=((0.0, 16), (0.5, 32)))
+    assert lr_at(0, cfg) == 0.1 and lr_at(9, cfg) == 1.0 and lr_at(50, cfg) == 1.0
+    assert resolution_at(0, cfg, 32) == 16 and resolution_at(49, cfg, 32) == 16 and resolution_at(50, cfg, 32) == 32
+
+
+def test_config_round_trip():
+    for cfg in RECIPES.values():
+        assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_cli_overrides_and_bad_field(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "dlib.train", "--recipe", "mnist-tiny", "--out-dir", str(tmp_path), "--quiet"]
+    r = subprocess.run(cmd + ["steps=3", "unet.base_channels=4"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "mnist-tiny" / "card.json").read_text())["config"]["unet"]["base_channels"] == 4
+    r = subprocess.run(cmd + ["learning_rate=3"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode != 0 and "unknown config field 'learning_rate'" in r.stderr
+
+
+def test_export_and_load_pretrained(tmp_path, monkeypatch):
+    result = train(tiny(tmp_path, steps=3), progress=False)
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / data.MANIFEST).write_text("")
+    monkeypatch.setenv("DLIB_DATA", str(root))
+    card = {"config": result["card"]["config"], "recipe": "mnist-tiny"}
+    checkpoint.export_model(result["ema"], card, "tiny")
+    model, sched, card = load_pretrained("tiny")
+    assert sched.T == 1000 and card["recipe"] == "mnist-tiny"
+    assert torch.equal(weights(model), weights(result["ema"]))
+    checkpoint.update_card("tiny", {"metrics": {"x": 1}})
+    assert load_pretrained("tiny")[2]["metrics"] == {"x": 1}
+    # a flipped byte in the weights: caught by the manifest before anything is parsed
+    path = root / "models" / "tiny.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    data._verify.cache_clear()
+    with pytest.raises(data.DataError, match="corrupt data file"):
+        load_pretrained("tiny")
+    with pytest.raises(data.DataError, match="not listed"):
+        load_pretrained("no-such-model")
