@@ -99,8 +99,10 @@ class SelfAttention(nn.Module):
 class CrossAttention(nn.Module):
     """Image positions (queries) attend to context tokens (keys, values), e.g. a text encoding.
 
-    Used by the U-Net when ``context_dim`` is set (notebook 06). Permutation-equivariant over
-    context tokens; ``context_mask`` (B, L) marks real tokens (True) versus padding.
+    Used by the U-Net when ``context_dim`` is set (notebook 06). Permuting the context tokens
+    permutes the attention weights (equivariance) and leaves the output unchanged (invariance):
+    the tokens act as a set, order enters only through the text encoder. ``context_mask`` (B, L)
+    marks real tokens (True) versus padding.
     """
 
     def __init__(self, channels: int, context_dim: int, heads: int = 1):
@@ -115,8 +117,10 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, C, H, W = x.shape
-        if context.ndim != 3 or context.shape[0] != B:
-            raise ValueError(f"context must have shape (B={B}, L, context_dim), got {tuple(context.shape)}")
+        if context.ndim != 3 or context.shape[0] != B or context.shape[2] != self.to_kv.in_features:
+            raise ValueError(
+                f"context must have shape (B={B}, L, context_dim={self.to_kv.in_features}), got {tuple(context.shape)}"
+            )
         d = C // self.heads
         h = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
         q = self.to_q(h).reshape(B, H * W, self.heads, d).transpose(1, 2)  # (B, heads, HW, d)
@@ -240,6 +244,11 @@ class UNet(nn.Module):
         emb = self.time_embed(timestep_embedding(t, self.cfg.base_channels))  # (B, emb_dim)
         if self.label_embed is not None:
             y = torch.full_like(t, self.cfg.num_classes, dtype=torch.long) if y is None else y
+            if y.shape != t.shape or int(y.min()) < 0 or int(y.max()) > self.cfg.num_classes:
+                raise ValueError(
+                    f"y must be (B,) labels in 0..{self.cfg.num_classes - 1} (or {self.cfg.num_classes} for 'no label'),"
+                    f" got shape {tuple(y.shape)} with values in [{int(y.min())}, {int(y.max())}]"
+                )
             emb = emb + self.label_embed(y)
         elif y is not None:
             raise ValueError("this U-Net is unconditional (num_classes is None) but got labels y")
@@ -300,8 +309,8 @@ class Classifier(nn.Module):
             nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
             nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(2 * w, feature_dim), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),  # keep a 4x4 layout: where a stroke is matters for digits
+            nn.Linear(2 * w * 16, feature_dim), nn.ReLU(),
         )  # fmt: skip
         self.head = nn.Linear(feature_dim, num_classes)
 

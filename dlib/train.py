@@ -73,9 +73,9 @@ RECIPES: dict[str, TrainConfig] = {
         unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
     # Classifiers for FID features, scores and guidance (clean images, no noise).
-    "mnist-classifier": TrainConfig(name="mnist-classifier", kind="classifier", steps=3000, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99),
+    "mnist-classifier": TrainConfig(name="mnist-classifier", kind="classifier", steps=1200, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99),
     "fashion-classifier": TrainConfig(
-        name="fashion-classifier", kind="classifier", dataset="fashion-mnist", steps=4000, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
+        name="fashion-classifier", kind="classifier", dataset="fashion-mnist", steps=1500, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
     ),
     # Seconds-scale recipes for tests and the smoke budget.
     "toy-2d": TrainConfig(name="toy-2d", dataset="swiss_roll", T=100, steps=2000, batch_size=512, lr=3e-3, warmup=50, ema_decay=0.99, log_every=100, ckpt_every=500),

@@ -76,6 +76,7 @@ def test_self_attention_mixes_positions():
     """The study guide's reshape made each position attend only to itself; ours must mix them."""
     torch.manual_seed(0)
     attn = nets.SelfAttention(4)
+    attn.norm = torch.nn.Identity()  # GroupNorm alone mixes positions (shared statistics): test attention itself
     torch.nn.init.normal_(attn.proj_out.weight)
     x = torch.randn(1, 4, 4, 4)
     y = x.clone()
@@ -118,6 +119,12 @@ def test_bad_input_raises_clearly():
     text = nets.UNet(nets.UNetConfig(base_channels=8, num_res_blocks=1, context_dim=4))
     with pytest.raises(ValueError, match="pass context"):
         text(torch.randn(1, 1, 28, 28), torch.tensor([1]))
+    with pytest.raises(ValueError, match="context_dim=4"):
+        text(torch.randn(1, 1, 28, 28), torch.tensor([1]), context=torch.randn(1, 3, 5))
+    labelled = nets.UNet(nets.UNetConfig(base_channels=8, num_res_blocks=1, num_classes=10))
+    for bad in (11, -1):
+        with pytest.raises(ValueError, match=r"labels in 0..9"):
+            labelled(torch.randn(1, 1, 28, 28), torch.tensor([1]), y=torch.tensor([bad]))
 
 
 def test_mlp_and_classifier_shapes():
