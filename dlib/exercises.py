@@ -92,7 +92,7 @@ def _compare(got: Any, expected: Any, atol: float, rtol: float) -> str | None:
 def _unsolved(name: str, reference: Callable | None):
     if os.environ.get(REQUIRE_ENV) == "1":
         raise ExerciseFailed(f"{name}: not solved, but {REQUIRE_ENV}=1 requires every exercise to pass")
-    tail = f" carrying on with dlib's reference `{_qualname(reference)}`." if reference else " skipping."
+    tail = f" carrying on with the reference `{_qualname(reference)}`." if reference else " skipping."
     _report(f"TODO  {name}: not solved yet;{tail}")
     return reference
 
@@ -100,7 +100,7 @@ def _unsolved(name: str, reference: Callable | None):
 def _failed(name: str, reference: Callable | None, problem: str, hint: str):
     if os.environ.get(REQUIRE_ENV) == "1":
         raise ExerciseFailed(f"{name}: {problem}")
-    tail = f" Carrying on with dlib's reference `{_qualname(reference)}`." if reference else ""
+    tail = f" Carrying on with the reference `{_qualname(reference)}`." if reference else ""
     _report(f"FAIL  {name}: {problem}\n      Hint: {hint}{tail}")
     return reference
 

@@ -25,8 +25,9 @@ def q_sample(x_0: torch.Tensor, t: torch.Tensor, sched: Schedule, eps: torch.Ten
     """
     eps = _noise_like(x_0, eps)
     _check_batch(x_0, t)
-    a = sched.at(sched.alpha_bar, t, x_0.ndim)
-    return a.sqrt() * x_0 + (1 - a).sqrt() * eps
+    s64 = sched.float64()
+    a, one_minus_a = (sched.at(s64[k], t, x_0.ndim).to(x_0.dtype) for k in ("alpha_bar", "one_minus_alpha_bar"))
+    return a.sqrt() * x_0 + one_minus_a.sqrt() * eps
 
 
 def q_step(x_prev: torch.Tensor, t: torch.Tensor, sched: Schedule, eps: torch.Tensor | None = None) -> torch.Tensor:
@@ -52,9 +53,9 @@ def q_posterior(
     if x_0.shape != x_t.shape:
         raise ValueError(f"x_0 and x_t must have the same shape, got {tuple(x_0.shape)} and {tuple(x_t.shape)}")
     _check_batch(x_t, t)
-    n = x_t.ndim
-    a, a_prev, beta = (sched.at(v, t, n) for v in (sched.alpha_bar, sched.alpha_bar_prev, sched.betas))
-    coef_x0, coef_xt, var = posterior_coefs(a, a_prev, beta)
+    s64 = sched.float64()  # float64: the coefficients divide by 1 - alpha_bar, tiny at small t
+    coefs = posterior_coefs(s64["alpha_bar"], s64["alpha_bar_prev"], s64["betas"])  # each (T,)
+    coef_x0, coef_xt, var = (sched.at(c, t, x_t.ndim).to(x_t.dtype) for c in coefs)
     return coef_x0 * x_0 + coef_xt * x_t, var
 
 
@@ -154,8 +155,9 @@ def vlb_terms(
     prior = normal_kl(mean_T, var_T, torch.zeros_like(x_0), 1.0).sum(dims) / per_dim
 
     # beta_tilde at t = 0 is 0; like improved-diffusion, use beta_tilde_1 as the decoder variance.
-    var_tilde = posterior_coefs(sched.alpha_bar, sched.alpha_bar_prev, sched.betas)[2]
-    p_var = var_tilde.clone() if variance == "fixed_small" else sched.betas.clone()
+    s64 = sched.float64()
+    var_tilde = posterior_coefs(s64["alpha_bar"], s64["alpha_bar_prev"], s64["betas"])[2]
+    p_var = (var_tilde.clone() if variance == "fixed_small" else s64["betas"].clone()).to(x_0.dtype)
     p_var[0] = var_tilde[1]
 
     terms = torch.empty(B, T, device=x_0.device)

@@ -49,6 +49,23 @@ class Schedule:
         """lambda_t = log SNR(t); -inf at a zero-terminal-SNR end point."""
         return torch.log(self.alpha_bar) - torch.log1p(-self.alpha_bar)
 
+    def float64(self) -> dict[str, torch.Tensor]:
+        """betas, alpha_bar, alpha_bar_prev and 1 - alpha_bar recomputed in float64 from the stored betas.
+
+        A float32 alpha_bar near 1 keeps only about four digits of 1 - alpha_bar at t = 0 (ulp 6e-8
+        against 1e-4), so formulas that divide by 1 - alpha_bar (the posterior, q_sample's noise
+        scale) take their coefficients from here and cast the result to the data's dtype.
+        """
+        betas = self.betas.double()
+        alpha_bar = torch.cumprod(1 - betas, 0)
+        prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
+        return {
+            "betas": betas,
+            "alpha_bar": alpha_bar,
+            "alpha_bar_prev": prev,
+            "one_minus_alpha_bar": -torch.expm1(torch.cumsum(torch.log1p(-betas), 0)),
+        }
+
     def to(self, device: torch.device | str) -> Schedule:
         return Schedule(self.name, *(getattr(self, k).to(device) for k in ("betas", "alphas", "alpha_bar")))
 
