@@ -1,7 +1,9 @@
 """Noise schedules as plain data: betas, alphas, alpha_bar (and snr, log_snr) for t = 0..T-1.
 
-Derived in notebook 02. Every builder computes in float64 and stores float32, so that
-``alpha_bar`` (a product of up to thousands of factors) carries no accumulated rounding.
+Derived in notebook 02. The float32 ``betas`` *are* the schedule: every builder rounds its
+betas to float32 first, computes everything else from them in float64, and stores float32. So
+``alpha_bar`` carries no accumulated rounding, and ``Schedule.float64()`` recomputes the same
+values exactly wherever float32 is not enough (1 - alpha_bar near t = 0).
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ class Schedule:
 
     @property
     def snr(self) -> torch.Tensor:
-        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) (Kingma et al. 2021)."""
-        return self.alpha_bar / (1 - self.alpha_bar)
+        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) (Kingma et al. 2021), from float64."""
+        s = self.float64()
+        return (s["alpha_bar"] / s["one_minus_alpha_bar"]).float()
 
     @property
     def log_snr(self) -> torch.Tensor:
-        """lambda_t = log SNR(t); -inf at a zero-terminal-SNR end point."""
-        return torch.log(self.alpha_bar) - torch.log1p(-self.alpha_bar)
+        """lambda_t = log SNR(t), from float64; -inf at a zero-terminal-SNR end point."""
+        s = self.float64()
+        return (torch.log(s["alpha_bar"]) - torch.log(s["one_minus_alpha_bar"])).float()
 
     def float64(self) -> dict[str, torch.Tensor]:
         """betas, alpha_bar, alpha_bar_prev and 1 - alpha_bar recomputed in float64 from the stored betas.
@@ -56,7 +60,7 @@ class Schedule:
         against 1e-4), so formulas that divide by 1 - alpha_bar (the posterior, q_sample's noise
         scale) take their coefficients from here and cast the result to the data's dtype.
         """
-        betas = self.betas.double()
+        betas = self.betas.double()  # exactly the betas every other field was computed from
         alpha_bar = torch.cumprod(1 - betas, 0)
         prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
         return {
@@ -90,8 +94,12 @@ def check_t(t: torch.Tensor, T: int) -> None:
 
 
 def from_betas(betas: torch.Tensor, name: str = "custom") -> Schedule:
-    """Build a Schedule from float64 betas: alphas = 1 - betas, alpha_bar = cumprod(alphas)."""
-    betas = torch.as_tensor(betas, dtype=torch.float64)
+    """Build a Schedule from betas: alphas = 1 - betas, alpha_bar = cumprod(alphas).
+
+    The betas are rounded to float32 first and everything else is computed from those in float64,
+    so the stored fields are mutually consistent to float32 rounding.
+    """
+    betas = torch.as_tensor(betas, dtype=torch.float64).float().double()
     if betas.ndim != 1 or betas.numel() == 0:
         raise ValueError(f"betas must be a non-empty 1-D tensor, got shape {tuple(betas.shape)}")
     if not bool(((betas > 0) & (betas <= 1)).all()):
