@@ -93,6 +93,11 @@ def sample_ddpm(
     jump between the chosen time indices with the respaced betas (Nichol & Dhariwal 2021, sec. 4)."""
     ts = timesteps(sched.T, steps or sched.T, spacing)
     alpha_bar = sched.alpha_bar.double()
+    if alpha_bar[ts[0]] == 0:
+        raise ValueError(
+            "the first sampled step has alpha_bar = 0 (zero terminal SNR): x_0 cannot be recovered from an "
+            "eps-prediction there; start one step later or use a v- or x_0-model"
+        )
     x = x_T
     for i, t in enumerate(ts.tolist()):
         a = alpha_bar[t].item()

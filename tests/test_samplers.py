@@ -87,3 +87,9 @@ def test_callback_sees_every_step(gen):
         callback=seen.append,
     )
     assert [d["i"] for d in seen] == list(range(10)) and set(seen[0]) == {"i", "t", "x", "x_0_hat"}
+
+
+def test_zero_terminal_snr_eps_model_gets_a_clear_error(gen):
+    sched = S.get_schedule("cosine", 100, zero_terminal_snr=True)
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        samplers.sample_ddpm(lambda x, t: torch.zeros_like(x), torch.randn(2, 2, generator=gen), sched, generator=gen)
