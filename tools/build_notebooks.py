@@ -75,15 +75,19 @@ def sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(c.cell_type, c.source) for c in nb.cells]
 
 
-def generate() -> list[Path]:
+def generate(names: list[str] | None = None) -> list[Path]:
+    """Regenerate notebooks/ from solutions/ (only ``names`` if given, leaving the others' outputs alone)."""
     NOTEBOOKS.mkdir(exist_ok=True)
     written = []
     for path in sorted(SOLUTIONS.glob("*.ipynb")):
+        if names is not None and path.name not in names:
+            continue
         target = NOTEBOOKS / path.name
         nbformat.write(learner_version(nbformat.read(path, as_version=4)), target)
         written.append(target)
-    for stale in set(NOTEBOOKS.glob("*.ipynb")) - set(written):
-        stale.unlink()
+    if names is None:
+        for stale in set(NOTEBOOKS.glob("*.ipynb")) - set(written):
+            stale.unlink()
     return written
 
 
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print("notebooks/ is stale: run `make notebooks` (or python tools/build_notebooks.py --execute).")
         return 1 if problems else 0
-    generate()
+    generate(args.only)
     if args.execute:
         names = args.only or [p.name for p in sorted(SOLUTIONS.glob("*.ipynb"))]
         paths = [d / n for n in names for d in (SOLUTIONS, NOTEBOOKS)]
