@@ -75,17 +75,16 @@ def sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(c.cell_type, c.source) for c in nb.cells]
 
 
-def generate(names: list[str] | None = None) -> list[Path]:
+def generate(names: list[str] | None = None, target: Path = NOTEBOOKS) -> list[Path]:
     """Regenerate notebooks/ from solutions/ (only ``names`` if given, leaving the others' outputs alone)."""
-    NOTEBOOKS.mkdir(exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sorted(SOLUTIONS.glob("*.ipynb")):
         if names is not None and path.name not in names:
             continue
-        target = NOTEBOOKS / path.name
-        nbformat.write(learner_version(nbformat.read(path, as_version=4)), target)
-        written.append(target)
-    if names is None:
+        nbformat.write(learner_version(nbformat.read(path, as_version=4)), target / path.name)
+        written.append(target / path.name)
+    if names is None and target == NOTEBOOKS:
         for stale in set(NOTEBOOKS.glob("*.ipynb")) - set(written):
             stale.unlink()
     return written
@@ -148,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print("notebooks/ is stale: run `make notebooks` (or python tools/build_notebooks.py --execute).")
         return 1 if problems else 0
-    generate(args.only)
+    # with --out the repository is left alone: learner versions are generated into the output folder
+    learner_dir = args.out / "notebooks" if args.out else NOTEBOOKS
+    generate(args.only, learner_dir)
     if args.execute:
         names = args.only or [p.name for p in sorted(SOLUTIONS.glob("*.ipynb"))]
-        paths = [d / n for n in names for d in (SOLUTIONS, NOTEBOOKS)]
+        paths = [d / n for n in names for d in (SOLUTIONS, learner_dir)]
         times = execute(paths, args.budget, args.out)
         log = ROOT / "build" / f"timings-{args.budget}.json"
         log.parent.mkdir(exist_ok=True)
