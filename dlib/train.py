@@ -279,6 +279,29 @@ def _parse_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
     return config_from_dict(d)
 
 
+def save_sample_grid(
+    ema: torch.nn.Module, step: int, run_dir: Path, cfg: TrainConfig, n: int = 64, steps: int = 50
+) -> Path:
+    """Write ``run_dir/samples-STEP.png``: n EMA samples, DDPM respaced to ``steps`` steps (eps-models)."""
+    # The command line wires the sampler in; the training loop itself stays independent of samplers.
+    import matplotlib.pyplot as plt
+
+    from dlib.plotting import image_grid
+    from dlib.samplers import sample_ddpm
+
+    size = 32 if cfg.pad_to_32 else 28
+    device = next(ema.parameters()).device
+    gen = torch.Generator().manual_seed(0)  # the same noise every time: grids are comparable across steps
+    x_T = torch.randn((n, cfg.unet.in_channels, size, size), generator=gen).to(device)
+    ema.eval()
+    x = sample_ddpm(ema, x_T, get_schedule(cfg.schedule, cfg.T).to(device), steps, generator=gen)
+    ema.train()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / f"samples-{step:07d}.png"
+    plt.imsave(path, image_grid(x, 8).numpy(), cmap="gray", vmin=0, vmax=1)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", required=True, choices=sorted(RECIPES))
@@ -288,13 +311,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stop-after", type=int, help="end this process after N steps (resumable)")
     parser.add_argument("--export", action="store_true", help="export the run's EMA weights to data/models/NAME")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--sample-every", type=int, default=0, help="save a grid of EMA samples every N steps")
     parser.add_argument("overrides", nargs="*", help="config overrides such as lr=2e-4 unet.base_channels=64")
     args = parser.parse_args(argv)
     cfg = _parse_overrides(RECIPES[args.recipe], args.overrides)
     cfg = dataclasses.replace(
         cfg, **{k: v for k, v in dict(steps=args.steps, out_dir=args.out_dir).items() if v is not None}
     )
-    result = train(cfg, resume=not args.no_resume, stop_after=args.stop_after, progress=not args.quiet)
+    result = train(
+        cfg,
+        resume=not args.no_resume,
+        stop_after=args.stop_after,
+        progress=not args.quiet,
+        on_sample=lambda ema, step, run_dir: save_sample_grid(ema, step, run_dir, cfg),
+        sample_every=args.sample_every if cfg.kind == "diffusion" and cfg.dataset not in data.TOYS else 0,
+    )
     print(json.dumps({k: result["card"][k] for k in ("step", "wall_time_s")}))
     if args.export:
         card = {k: v for k, v in result["card"].items() if k != "loss_log"} | {"recipe": args.recipe}

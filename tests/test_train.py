@@ -159,3 +159,14 @@ def test_export_and_load_pretrained(tmp_path, monkeypatch):
         load_pretrained("tiny")
     with pytest.raises(data.DataError, match="not listed"):
         load_pretrained("no-such-model")
+
+
+def test_cli_writes_periodic_sample_grids(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "dlib.train", "--recipe", "mnist-tiny", "--out-dir", str(tmp_path), "--quiet"]
+    r = subprocess.run(cmd + ["--sample-every", "2", "steps=4"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "mnist-tiny").glob("samples-*.png")) == [
+        "samples-0000002.png",
+        "samples-0000004.png",
+    ]
