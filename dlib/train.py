@@ -177,8 +177,6 @@ def train(
             raise ValueError(f"{run_dir} was trained with a different config; use another name or --no-resume")
         card["config"].update(steps=cfg.steps, out_dir=cfg.out_dir)
     step, start, window = card["step"], time.perf_counter(), []
-    if checkpoint.hardware() not in card["hardware"]:
-        card["hardware"].append(checkpoint.hardware())
     use_amp = cfg.amp and device.type == "cuda"
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name)
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
@@ -198,6 +196,8 @@ def train(
         opt.step()
         ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
         step += 1
+        if checkpoint.hardware() not in card["hardware"]:  # only hardware that actually trained
+            card["hardware"].append(checkpoint.hardware())
         window.append(loss.item())
         bar.update(1)
         if step % cfg.log_every == 0 or step == end:
