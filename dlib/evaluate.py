@@ -39,7 +39,7 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
     samples = []
     for i in range(0, n, batch):
         x_T = torch.randn((min(batch, n - i), *shape), generator=gen)
-        samples.append(sample_ddpm(model, x_T, sched, steps, generator=gen).clamp(-1, 1))
+        samples.append(sample_ddpm(model, x_T, sched, steps, spacing="linspace", generator=gen).clamp(-1, 1))
         print(f"sampled {i + len(samples[-1])}/{n}", flush=True)
     x_gen = torch.cat(samples)
     if cfg["pad_to_32"]:
@@ -58,7 +58,7 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
         "fid_settings": (
             f"{n} samples vs the {len(x_test)} {cfg['dataset']} test images, features: {classifier_name} penultimate layer; "
             f"floor: {n} random training images vs the same test images; sampler: DDPM ancestral, "
-            f"{steps or sched.T} steps, fixed_small variance, seed {seed}"
+            f"{steps or sched.T} steps (linspace spacing), fixed_small variance, seed {seed}"
         ),
     }
 

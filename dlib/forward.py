@@ -68,7 +68,10 @@ def posterior_coefs(alpha_bar_t, alpha_bar_prev, beta_t=None) -> tuple[torch.Ten
     coef_x0 = beta_t sqrt(alpha_bar_prev) / (1 - alpha_bar_t), coef_xt = (1 - alpha_bar_prev) sqrt(alpha_t) / (1 - alpha_bar_t),
     var = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta_t (beta_tilde).
     """
-    a, a_prev = torch.as_tensor(alpha_bar_t), torch.as_tensor(alpha_bar_prev)
+    # Python floats become float64 (not float32): 1 - alpha_bar near t = 0 needs the digits.
+    a, a_prev = (
+        torch.as_tensor(v, dtype=torch.float64) if not torch.is_tensor(v) else v for v in (alpha_bar_t, alpha_bar_prev)
+    )
     beta = 1 - a / a_prev if beta_t is None else torch.as_tensor(beta_t)
     return beta * a_prev.sqrt() / (1 - a), (1 - a_prev) * (1 - beta).sqrt() / (1 - a), (1 - a_prev) / (1 - a) * beta
 

@@ -83,6 +83,34 @@ class Schedule:
         return append_dims(values.to(t.device)[t], ndim)
 
 
+# --- the schedule at any noise level: sigma space, used by the ODE samplers (notebook 05) ---
+
+
+def sigmas(sched: Schedule) -> torch.Tensor:
+    """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) for t = 0..T-1, float64, shape (T,): the noise
+    level of x_t / sqrt(alpha_bar_t) = x_0 + sigma_t eps (Karras et al. 2022), 1 / sqrt(SNR)."""
+    s = sched.float64()
+    return (s["one_minus_alpha_bar"] / s["alpha_bar"]).sqrt()
+
+
+def t_of_sigma(sched: Schedule, sigma) -> torch.Tensor:
+    """The (fractional) time index with noise level ``sigma``: log sigma interpolated linearly between
+    neighbouring integer indices, clamped to [0, T-1]. Exact (an integer) at the table's own sigmas."""
+    log_s = torch.as_tensor(sigma, dtype=torch.float64).clamp(min=1e-30).log()
+    log_table = sigmas(sched).log().to(log_s.device)
+    hi = torch.searchsorted(log_table, log_s).clamp(1, sched.T - 1)
+    w = ((log_s - log_table[hi - 1]) / (log_table[hi] - log_table[hi - 1])).clamp(0, 1)
+    return hi - 1 + w
+
+
+def sigma_of_t(sched: Schedule, t) -> torch.Tensor:
+    """The inverse of ``t_of_sigma``: sigma at a fractional index t in [0, T-1] (log-linear)."""
+    t = torch.as_tensor(t, dtype=torch.float64).clamp(0, sched.T - 1)
+    log_table = sigmas(sched).log().to(t.device)
+    lo = t.floor().long().clamp(max=sched.T - 2)
+    return (log_table[lo] + (t - lo) * (log_table[lo + 1] - log_table[lo])).exp()
+
+
 def check_t(t: torch.Tensor, T: int) -> None:
     """Raise a clear error unless ``t`` is an integer tensor with 0 <= t <= T-1."""
     if not isinstance(t, torch.Tensor):

@@ -6,17 +6,7 @@ import torch
 from dlib import forward as F
 from dlib import samplers
 from dlib import schedules as S
-
-
-def gaussian_eps_model(sched, mu, s2):
-    """The exact eps-model for data N(mu, s2 I): E[eps | x_t] in closed form."""
-
-    def eps_model(x_t, t):
-        ab = sched.at(sched.alpha_bar, t, x_t.ndim).double()
-        var_t = ab * s2 + (1 - ab)
-        return ((1 - ab).sqrt() * (x_t.double() - ab.sqrt() * mu) / var_t).to(x_t.dtype)
-
-    return eps_model
+from dlib.gaussian import gaussian_eps_model, gaussian_ode_endpoint
 
 
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
@@ -93,3 +83,194 @@ def test_zero_terminal_snr_eps_model_gets_a_clear_error(gen):
     sched = S.get_schedule("cosine", 100, zero_terminal_snr=True)
     with pytest.raises(ValueError, match="zero terminal SNR"):
         samplers.sample_ddpm(lambda x, t: torch.zeros_like(x), torch.randn(2, 2, generator=gen), sched, generator=gen)
+
+
+# --- DDIM, the ODE solvers and the closed form for Gaussian data (dlib.gaussian) ---
+
+MU, S2 = 0.5, 0.25
+
+
+def test_ddim_eta_one_recovers_gaussian_data_moments(gen):
+    """DDIM with eta = 1 on all T steps is DDPM (fixed_small): it samples the data distribution."""
+    sched = S.linear(1000)
+    n = 20_000
+    x = samplers.sample_ddim(
+        gaussian_eps_model(sched, MU, S2), torch.randn(n, 1, generator=gen), sched, 1000, eta=1.0, generator=gen
+    )
+    assert abs(x.mean().item() - MU) < 5 * math.sqrt(S2 / n)
+    assert abs(x.var().item() - S2) < 5 * S2 * math.sqrt(2 / n) + 0.03 * S2
+
+
+def test_ddim_eta_zero_is_deterministic_and_eta_one_is_not(gen):
+    sched = S.linear(100)
+    model = gaussian_eps_model(sched, MU, S2)
+    x_T = torch.randn(8, 1, generator=gen)
+    a = samplers.sample_ddim(model, x_T, sched, 10, generator=torch.Generator().manual_seed(1))
+    b = samplers.sample_ddim(model, x_T, sched, 10, generator=torch.Generator().manual_seed(2))
+    c = samplers.sample_ddim(model, x_T, sched, 10, eta=1.0, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+ODE_SOLVERS = {  # name -> (sampler call, order of convergence to the ODE's endpoint)
+    "ddim": (lambda m, x, s, n: samplers.sample_ddim(m, x, s, n, spacing="linspace"), 1),
+    "euler": (lambda m, x, s, n: samplers.sample_euler(m, x, s, n), 1),
+    "heun": (lambda m, x, s, n: samplers.sample_heun(m, x, s, n), 2),
+    "dpm_solver_1": (
+        lambda m, x, s, n: samplers.sample_dpm_solver(m, x, s, n, order=1, plus=False, spacing="logsnr"),
+        1,
+    ),
+    "dpm_solver_2": (
+        lambda m, x, s, n: samplers.sample_dpm_solver(m, x, s, n, order=2, plus=False, spacing="logsnr"),
+        2,
+    ),
+    "dpm_solver_3": (
+        lambda m, x, s, n: samplers.sample_dpm_solver(m, x, s, n, order=3, plus=False, spacing="logsnr"),
+        3,
+    ),
+    "dpm_solver++2m": (lambda m, x, s, n: samplers.sample_dpm_solver(m, x, s, n, order=2, spacing="logsnr"), 2),
+    # diffusers' 3M converges at order 2 here (see test_samplers_parity.py); dlib's at 3 or better
+    "dpm_solver++3m": (lambda m, x, s, n: samplers.sample_dpm_solver(m, x, s, n, order=3, spacing="logsnr"), 3),
+}
+
+
+@pytest.mark.parametrize("name", list(ODE_SOLVERS))
+def test_ode_solvers_converge_to_the_exact_endpoint_at_their_order(name):
+    sched = S.linear(1000)
+    model = gaussian_eps_model(sched, MU, S2)
+    x_T = torch.linspace(-3, 3, 33, dtype=torch.float64)[:, None]
+    exact = gaussian_ode_endpoint(sched, x_T, MU, S2)
+    sample, order = ODE_SOLVERS[name]
+    err = [(sample(model, x_T, sched, n) - exact).abs().max().item() for n in (40, 80)]
+    measured = math.log2(err[0] / err[1])
+    assert order - 0.25 < measured < order + 1.5, (
+        f"{name}: errors {err}, measured order {measured:.2f}, expected {order}"
+    )
+
+
+def test_pf_ode_reference_hits_the_closed_form(gen):
+    sched = S.linear(1000)
+    x_T = torch.randn(16, 1, dtype=torch.float64, generator=gen)
+    calls = []
+    x = samplers.sample_pf_ode(gaussian_eps_model(sched, MU, S2), x_T, sched, callback=calls.append)
+    assert (x - gaussian_ode_endpoint(sched, x_T, MU, S2)).abs().max() < 1e-4
+    assert 20 < len(calls) < 1000 and set(calls[0]) == {"i", "t", "sigma", "x", "x_0_hat"}
+
+
+def exact_flow(x_bar_0, sigma_0, sigma):
+    """The Gaussian data's PF-ODE flow in sigma space, from (x_bar_0, sigma_0) to sigma."""
+    return MU + (x_bar_0 - MU) * math.sqrt((S2 + sigma**2) / (S2 + sigma_0**2))
+
+
+def exact_eps(x_bar, sigma):
+    return sigma * (x_bar - MU) / (S2 + sigma**2)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_step_rules_have_local_error_of_order_plus_one(order):
+    """One step from the exact solution errs by O(h^(order+1)) in lambda: halving h divides it by 2^(order+1)."""
+    x_bar_0, sigma_0 = torch.tensor([2.0], dtype=torch.float64), 1.0
+
+    def errors(step):
+        out = []
+        for h in (0.2, 0.1):
+            sigma_next = sigma_0 * math.exp(-h)
+            out.append(abs(step(h, sigma_next) - exact_flow(x_bar_0, sigma_0, sigma_next)).item())
+        return out
+
+    def pp(h, sigma_next):  # multistep history: the exact x_0_hat at sigma_0 e^{jh}, j = 0, 1, 2
+        hist = [sigma_0 * math.exp(j * h) for j in range(3)]
+        x0s = [exact_flow(x_bar_0, sigma_0, s) - s * exact_eps(exact_flow(x_bar_0, sigma_0, s), s) for s in hist]
+        return samplers.dpm_solver_pp_step(x_bar_0, x0s, hist, sigma_next, order)
+
+    def single(h, sigma_next):
+        return samplers.dpm_solver_step(exact_eps, x_bar_0, exact_eps(x_bar_0, sigma_0), sigma_0, sigma_next, order)
+
+    for name, step in (("dpm_solver++", pp), ("dpm_solver", single)):
+        e = errors(step)
+        assert e[0] / e[1] > 0.8 * 2 ** (order + 1), f"{name} order {order}: local errors {e}"
+
+
+def test_heun_step_is_second_order_and_euler_first():
+    x_bar_0, sigma_0 = torch.tensor([2.0], dtype=torch.float64), 1.0
+    ratios = {}
+    for name in ("euler", "heun"):
+        e = []
+        for d in (0.1, 0.05):
+            s1 = sigma_0 - d
+            eps0 = exact_eps(x_bar_0, sigma_0)
+            x = samplers.euler_step(x_bar_0, eps0, sigma_0, s1)
+            if name == "heun":
+                x = samplers.heun_step(x_bar_0, eps0, exact_eps(x, s1), sigma_0, s1)
+            e.append(abs(x - exact_flow(x_bar_0, sigma_0, s1)).item())
+        ratios[name] = e[0] / e[1]
+    assert 3 < ratios["euler"] < 5 and 6 < ratios["heun"] < 10, ratios
+
+
+def test_ddim_inversion_round_trip(gen):
+    sched = S.linear(1000)
+    model = gaussian_eps_model(sched, MU, S2)
+    x_0 = MU + math.sqrt(S2) * torch.randn(64, 1, dtype=torch.float64, generator=gen)
+    errs = []
+    for steps in (50, 200):
+        x_T = samplers.ddim_invert(model, x_0, sched, steps)
+        errs.append((samplers.sample_ddim(model, x_T, sched, steps) - x_0).abs().max().item())
+    # inversion is Euler run backwards with the slope from the wrong end: first order, 4x steps ~ 4x better
+    assert errs[1] < errs[0] / 2.5 and errs[1] < 0.05, errs
+
+
+def test_churn_uses_the_generator_and_zero_churn_does_not(gen):
+    sched = S.linear(1000)
+    model = gaussian_eps_model(sched, MU, S2)
+    x_T = torch.randn(8, 1, generator=gen)
+    runs = [
+        samplers.sample_euler(model, x_T, sched, 10, s_churn=c, generator=torch.Generator().manual_seed(s))
+        for c, s in ((0, 1), (0, 2), (5, 1), (5, 1), (5, 2))
+    ]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[2], runs[3]) and not torch.equal(runs[2], runs[4])
+
+
+@pytest.mark.parametrize("name", list(samplers.SAMPLERS))
+def test_every_sampler_shares_the_signature_and_calls_back(name, gen):
+    import inspect
+
+    fn = samplers.SAMPLERS[name]
+    params = inspect.signature(fn).parameters
+    assert list(params)[:4] == ["eps_model", "x_T", "sched", "steps"]
+    assert params["generator"].kind == params["callback"].kind == inspect.Parameter.KEYWORD_ONLY
+    sched = S.linear(100)
+    seen = []
+    steps = None if name == "pf_ode" else 5
+    x = fn(
+        gaussian_eps_model(sched, MU, S2),
+        torch.randn(3, 2, generator=gen),
+        sched,
+        steps,
+        generator=gen,
+        callback=seen.append,
+    )
+    assert x.shape == (3, 2) and torch.isfinite(x).all()
+    assert seen and {"i", "t", "x", "x_0_hat"} <= set(seen[0])
+    if steps:
+        assert [d["i"] for d in seen] == list(range(steps))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m, x, s: samplers.sample_ddim(m, x, s, 101), "1 <= steps <= T"),
+        (lambda m, x, s: samplers.sample_ddim(m, x, s, 0), "1 <= steps <= T"),
+        (lambda m, x, s: samplers.sample_ddim(m, x, s, 10, eta=1.5), "eta must lie in"),
+        (lambda m, x, s: samplers.sample_ddim(m, x, s, 10, spacing="uniform"), "unknown spacing"),
+        (lambda m, x, s: samplers.sample_ddpm(m, x, s, 10, variance="learned"), "variance must be"),
+        (lambda m, x, s: samplers.sample_dpm_solver(m, x, s, 10, order=4), "order must be 1, 2 or 3"),
+        (lambda m, x, s: samplers.sample_dpm_solver(m, x, s, 10, spacing="cosine"), "unknown spacing"),
+        (lambda m, x, s: samplers.sample_dpm_solver(m, x, s, 101), "1 <= steps <= T"),
+        (lambda m, x, s: samplers.sample_euler(m, x, s, 0), "positive integer"),
+        (lambda m, x, s: samplers.sample_heun(m, x, s, 2.5), "positive integer"),
+        (lambda m, x, s: samplers.sample_pf_ode(m, x, s, 10), "chooses its own steps"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(call, message, gen):
+    sched = S.linear(100)
+    with pytest.raises(ValueError, match=message):
+        call(gaussian_eps_model(sched, MU, S2), torch.randn(2, 2, generator=gen), sched)
