@@ -24,52 +24,71 @@ import torch
 
 from dlib import data, samplers
 from dlib.checkpoint import hardware
-from dlib.metrics import classifier_fid
+from dlib.metrics import extract_features, fid_with_spread
 from dlib.train import load_pretrained
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "sampler_fid"
 
 
-def sampler_runs(nfes: list[int]) -> dict[str, tuple[int, callable]]:
+# family -> (network calls for a given number of steps, the call). Steps are chosen per family so
+# that the families meet at about 10, 20 and 50 network calls.
+FAMILIES = {
+    "ddpm": (lambda n: n, lambda m, x, s, n, g: samplers.sample_ddpm(m, x, s, n, generator=g)),
+    "ddim": (lambda n: n, lambda m, x, s, n, g: samplers.sample_ddim(m, x, s, n, generator=g)),
+    "euler": (lambda n: n, lambda m, x, s, n, g: samplers.sample_euler(m, x, s, n, generator=g)),
+    "heun": (lambda n: 2 * n - 1, lambda m, x, s, n, g: samplers.sample_heun(m, x, s, n, generator=g)),
+    "dpm2": (lambda n: 2 * n - 1, lambda m, x, s, n, g: samplers.sample_dpm_solver(m, x, s, n, order=2, plus=False)),
+    "dpm++2m": (lambda n: n, lambda m, x, s, n, g: samplers.sample_dpm_solver(m, x, s, n, order=2)),
+    "dpm++3m": (lambda n: n, lambda m, x, s, n, g: samplers.sample_dpm_solver(m, x, s, n, order=3)),
+}
+STEPS = {
+    "ddpm": [10, 20, 50],
+    "ddim": [10, 20, 50],
+    "euler": [10, 20],
+    "heun": [5, 10],
+    "dpm2": [5, 10],
+    "dpm++2m": [5, 6, 8, 10, 12, 15, 20, 25, 30, 50],
+    "dpm++3m": [10, 20],
+}
+
+
+def sampler_runs() -> dict[str, tuple[int, object]]:
     """name -> (network calls per sample, fn(model, x_T, sched, generator) -> x_0)."""
     runs = {"ddpm-1000": (1000, lambda m, x, s, g: samplers.sample_ddpm(m, x, s, None, generator=g))}
-    for k in nfes:
-        runs[f"ddpm-{k}"] = (k, lambda m, x, s, g, k=k: samplers.sample_ddpm(m, x, s, k, generator=g))
-        runs[f"ddim-{k}"] = (k, lambda m, x, s, g, k=k: samplers.sample_ddim(m, x, s, k, generator=g))
-        runs[f"dpm++2m-{k}"] = (
-            k,
-            lambda m, x, s, g, k=k: samplers.sample_dpm_solver(m, x, s, k, order=2, plus=True, generator=g),
-        )
-        runs[f"dpm++3m-{k}"] = (
-            k,
-            lambda m, x, s, g, k=k: samplers.sample_dpm_solver(m, x, s, k, order=3, plus=True, generator=g),
-        )
-        runs[f"euler-{k}"] = (k, lambda m, x, s, g, k=k: samplers.sample_euler(m, x, s, k, generator=g))
-        if k % 2 == 0:  # Heun costs two calls per step but the last, which is Euler: 2 steps - 1
-            runs[f"heun-{(k + 1) // 2 * 2 - 1}"] = (
-                k - 1,
-                lambda m, x, s, g, k=k: samplers.sample_heun(m, x, s, k // 2, generator=g),
-            )
+    for family, (nfe, call) in FAMILIES.items():
+        for n in STEPS[family]:
+            runs[f"{family}-{n}"] = (nfe(n), lambda m, x, s, g, n=n, call=call: call(m, x, s, n, g))
+    runs["pf_ode-rk45"] = (None, lambda m, x, s, g: samplers.sample_pf_ode(m, x, s, rtol=1e-4, atol=1e-4))
     return runs
 
 
-def samples_for(name, fn, model, sched, n, chunk, seed, shape, device) -> torch.Tensor:
-    """n samples, cached per chunk under build/sampler_fid/<name>/."""
-    out = []
+def samples_for(name, fn, model, sched, n, chunk, seed, shape, device) -> tuple[torch.Tensor, float]:
+    """(n samples, network calls per sample), cached per chunk under build/sampler_fid/<name>/."""
+    out, calls = [], []
     for c in range(0, n // chunk):
         path = CACHE / name / f"seed{seed + c}-chunk{chunk}.pt"
         if not path.exists():
             gen = torch.Generator().manual_seed(seed + c)
             x_T = torch.randn((chunk, *shape), generator=gen).to(device)
+            count = [0]
+
+            def counted(x, t, count=count):
+                count[0] += 1
+                return model(x, t)
+
             t0 = time.perf_counter()
-            x_0 = fn(model, x_T, sched, gen).clamp(-1, 1).cpu()
+            x_0 = fn(counted, x_T, sched, gen).clamp(-1, 1).cpu()
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(x_0, path.with_suffix(".tmp"))
+            torch.save({"x_0": x_0, "calls": count[0]}, path.with_suffix(".tmp"))
             path.with_suffix(".tmp").rename(path)
             print(f"{name}: chunk {c + 1}/{n // chunk} in {time.perf_counter() - t0:.0f} s", flush=True)
-        out.append(torch.load(path))
-    return torch.cat(out)
+        saved = torch.load(path)
+        if isinstance(saved, torch.Tensor):  # chunks written before call counting: all T steps of DDPM
+            saved = {"x_0": saved, "calls": 1000}
+        out.append(saved["x_0"])
+        calls.append(saved["calls"])
+    return torch.cat(out), sum(calls) / len(calls)
 
 
 def main(argv=None):
@@ -77,7 +96,6 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--chunk", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--nfe", type=int, nargs="+", default=[5, 6, 8, 10, 12, 15, 20, 25, 30, 50])
     p.add_argument("--only", nargs="+", default=None, help="run only these sampler names")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -86,7 +104,8 @@ def main(argv=None):
     model, sched, _ = load_pretrained("mnist-unet", args.device)
     classifier, _, _ = load_pretrained("mnist-classifier", args.device)
     x_test, _ = data.load_images("mnist", "test")
-    runs = sampler_runs(args.nfe)
+    f_test = extract_features(classifier, x_test.to(args.device)).cpu()
+    runs = sampler_runs()
     names = args.only or list(runs)
     unknown = set(names) - set(runs)
     if unknown:
@@ -95,11 +114,16 @@ def main(argv=None):
     for name in names:
         nfe, fn = runs[name]
         t0 = time.perf_counter()
-        x = samples_for(name, fn, model, sched, args.n, args.chunk, args.seed, (1, 28, 28), args.device)
-        fid = classifier_fid(classifier.cpu(), x, x_test)
-        classifier.to(args.device)
-        results[name] = {"nfe": nfe, "fid": round(fid, 3)}
-        print(f"{name:>14}  NFE {nfe:5d}  FID {fid:7.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        x, calls = samples_for(name, fn, model, sched, args.n, args.chunk, args.seed, (1, 28, 28), args.device)
+        if nfe is not None and calls != nfe:
+            raise RuntimeError(f"{name}: expected {nfe} network calls per sample, counted {calls}")
+        f_gen = extract_features(classifier, x.to(args.device)).cpu()
+        fid, spread = fid_with_spread(f_gen, f_test, generator=torch.Generator().manual_seed(0))
+        results[name] = {"nfe": round(calls, 1), "fid": round(fid, 3), "fid_bootstrap_std": round(spread, 3)}
+        print(
+            f"{name:>14}  NFE {calls:6.1f}  FID {fid:7.3f} +- {spread:.3f}  ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
     if args.only:
         return results
     ref = results["ddpm-1000"]["fid"]

@@ -50,6 +50,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # clip the global gradient norm; diffusion losses have rare huge-gradient batches
     ema_decay: float = 0.999  # EMA of the weights: samples come from the EMA model
+    p_uncond: float = 0.1  # class-conditional U-Nets: share of labels replaced by "no label" (classifier-free guidance)
     amp: bool = True  # bfloat16 autocast on CUDA; ignored on the CPU
     progressive: tuple[
         tuple[float, int], ...
@@ -81,6 +82,10 @@ RECIPES: dict[str, TrainConfig] = {
     ),
     # Seconds-scale recipes for tests and the smoke budget.
     "toy-2d": TrainConfig(name="toy-2d", dataset="swiss_roll", schedule="cosine", T=100, steps=2000, batch_size=512, lr=3e-3, warmup=50, ema_decay=0.99, log_every=100, ckpt_every=500),
+    "mnist-cond-tiny": TrainConfig(
+        name="mnist-cond-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
+        unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), num_classes=10),
+    ),
     "mnist-tiny": TrainConfig(
         name="mnist-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
         unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,)),
@@ -125,8 +130,19 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.copy_(b)
 
 
-def diffusion_loss(model, x_0, sched, cfg: TrainConfig, gen: torch.Generator, step: int) -> torch.Tensor:
-    """L_simple on the chosen target, with optional progressive resizing and multi-scale averaging."""
+def drop_labels(y: torch.Tensor, p: float, null_label: int, gen: torch.Generator) -> torch.Tensor:
+    """Replace each label by ``null_label`` with probability p, so one network learns both the
+    conditional and the unconditional model (Ho & Salimans 2021, Algorithm 1)."""
+    drop = torch.rand(y.shape, generator=gen).to(y.device) < p
+    return torch.where(drop, torch.full_like(y, null_label), y)
+
+
+def diffusion_loss(model, x_0, sched, cfg: TrainConfig, gen: torch.Generator, step: int, y=None) -> torch.Tensor:
+    """L_simple on the chosen target, with optional progressive resizing and multi-scale averaging.
+    Class-conditional U-Nets get the labels ``y``, a share ``cfg.p_uncond`` of them dropped."""
+    cond = {}
+    if cfg.kind == "diffusion" and cfg.unet.num_classes and cfg.dataset not in data.TOYS:
+        cond["y"] = drop_labels(y, cfg.p_uncond, cfg.unet.num_classes, gen)
     size = resolution_at(step, cfg, x_0.shape[-1])
     if x_0.ndim == 4 and size != x_0.shape[-1]:
         x_0 = F.interpolate(x_0, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -140,7 +156,7 @@ def diffusion_loss(model, x_0, sched, cfg: TrainConfig, gen: torch.Generator, st
         )
         t = torch.randint(0, sched.T, (x.shape[0],), generator=gen).to(x.device)
         eps = torch.randn(x.shape, generator=gen).to(x.device)
-        losses.append(l_simple(model, x, sched, prediction=cfg.prediction, t=t, eps=eps).mean())
+        losses.append(l_simple(model, x, sched, prediction=cfg.prediction, t=t, eps=eps, **cond).mean())
     return sum(losses) / len(losses)
 
 
@@ -173,7 +189,9 @@ def train(
     if resume and (run_dir / "card.json").exists():
         card = load_state(run_dir, model, ema, opt, gen)
         same = {"steps": card["config"]["steps"], "out_dir": card["config"]["out_dir"]}  # may differ on resume
-        if card["config"] != config_to_dict(cfg) | same:
+        if (
+            config_to_dict(config_from_dict(card["config"])) != config_to_dict(cfg) | same
+        ):  # fields added later take defaults
             raise ValueError(f"{run_dir} was trained with a different config; use another name or --no-resume")
         card["config"].update(steps=cfg.steps, out_dir=cfg.out_dir)
     step, start, window = card["step"], time.perf_counter(), []
@@ -189,7 +207,7 @@ def train(
             if cfg.kind == "classifier":
                 loss = F.cross_entropy(model(augment(x, gen)), y)
             else:
-                loss = diffusion_loss(model, x, sched, cfg, gen, step)
+                loss = diffusion_loss(model, x, sched, cfg, gen, step, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

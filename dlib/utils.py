@@ -28,3 +28,23 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
     """
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
+    """Spherical interpolation between two batches of vectors (Shoemake 1985), per example.
+
+    Moves along the great circle from ``a`` (w = 0) to ``b`` (w = 1), with the norm interpolated
+    linearly. For two independent N(0, I) draws, whose norms are both close to sqrt(dim), the path
+    stays where Gaussian noise lives; linear interpolation cuts through the middle, where the norm
+    drops by up to sqrt(2) and a sampler is fed noise it never saw.
+    """
+    fa, fb = a.flatten(1).double(), b.flatten(1).double()
+    na, nb = fa.norm(dim=1, keepdim=True), fb.norm(dim=1, keepdim=True)
+    cos = ((fa / na) * (fb / nb)).sum(1, keepdim=True).clamp(-1, 1)
+    theta = torch.arccos(cos)
+    sin = torch.sin(theta)
+    wa = torch.where(sin > 1e-6, torch.sin((1 - w) * theta) / sin, torch.full_like(sin, 1 - w))
+    wb = torch.where(sin > 1e-6, torch.sin(w * theta) / sin, torch.full_like(sin, w))
+    direction = wa * fa / na + wb * fb / nb  # unit-norm path between the two directions
+    out = direction / direction.norm(dim=1, keepdim=True) * ((1 - w) * na + w * nb)
+    return out.reshape(a.shape).to(a.dtype)

@@ -274,3 +274,16 @@ def test_bad_input_gets_a_clear_error(call, message, gen):
     sched = S.linear(100)
     with pytest.raises(ValueError, match=message):
         call(gaussian_eps_model(sched, MU, S2), torch.randn(2, 2, generator=gen), sched)
+
+
+def test_slerp_ends_norms_and_orthogonal_midpoint(gen):
+    from dlib.utils import slerp
+
+    a, b = torch.randn(4, 1, 8, 8, generator=gen), torch.randn(4, 1, 8, 8, generator=gen)
+    torch.testing.assert_close(slerp(a, b, 0.0), a)
+    torch.testing.assert_close(slerp(a, b, 1.0), b)
+    mid = slerp(a, b, 0.5)
+    torch.testing.assert_close(mid.flatten(1).norm(dim=1), (a.flatten(1).norm(dim=1) + b.flatten(1).norm(dim=1)) / 2)
+    e1, e2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    torch.testing.assert_close(slerp(e1, e2, 0.5), torch.tensor([[0.5**0.5, 0.5**0.5]]))
+    torch.testing.assert_close(slerp(e1, e1, 0.3), e1)  # parallel inputs: no division by sin(0)

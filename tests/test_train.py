@@ -170,3 +170,38 @@ def test_cli_writes_periodic_sample_grids(tmp_path):
         "samples-0000002.png",
         "samples-0000004.png",
     ]
+
+
+def test_drop_labels_replaces_the_given_share():
+    from dlib.train import drop_labels
+
+    y = torch.arange(20_000) % 10
+    gen = torch.Generator().manual_seed(0)
+    dropped = drop_labels(y, 0.1, 10, gen)
+    share = (dropped == 10).float().mean().item()
+    assert abs(share - 0.1) < 0.01 and torch.equal(dropped[dropped != 10], y[dropped != 10])
+    assert torch.equal(drop_labels(y, 0.0, 10, gen), y) and (drop_labels(y, 1.0, 10, gen) == 10).all()
+
+
+def test_class_conditional_training_learns_from_labels(tmp_path):
+    cfg = dataclasses.replace(RECIPES["mnist-cond-tiny"], out_dir=str(tmp_path))
+    out = train(cfg, progress=False)
+    model = out["model"].eval()
+    x, t = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)), torch.full((4,), 500)
+    with torch.no_grad():
+        outputs = [model(x, t, y=torch.full((4,), label)) for label in (0, 1, 10)]  # 10: "no label"
+    assert not torch.allclose(outputs[0], outputs[1]) and not torch.allclose(outputs[0], outputs[2])
+    # every label row of the embedding, the null label's included, received gradient and moved
+    before = dataclasses.replace(cfg, out_dir=str(tmp_path / "fresh"))
+    init = train(before, stop_after=0, progress=False)["model"].label_embed.weight
+    assert (model.label_embed.weight - init).abs().sum(1).gt(0).all()
+
+
+def test_resume_accepts_a_card_written_before_a_config_field_existed(tmp_path):
+    cfg = tiny(tmp_path)
+    train(cfg, stop_after=3, progress=False)
+    card_path = tmp_path / cfg.name / "card.json"
+    card = json.loads(card_path.read_text())
+    del card["config"]["p_uncond"]  # as written by an older dlib
+    card_path.write_text(json.dumps(card))
+    assert train(cfg, progress=False)["card"]["step"] == cfg.steps

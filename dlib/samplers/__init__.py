@@ -25,6 +25,7 @@ from dlib.samplers.discrete import (
 from dlib.samplers.dpm_solver import dpm_solver_pp_step, dpm_solver_step, sample_dpm_solver
 from dlib.samplers.sigma import (
     SIGMA_SPACINGS,
+    eps_at_sigma,
     euler_step,
     heun_step,
     karras_sigmas,
@@ -53,6 +54,7 @@ __all__ = [
     "ddpm_step",
     "dpm_solver_pp_step",
     "dpm_solver_step",
+    "eps_at_sigma",
     "euler_step",
     "heun_step",
     "karras_sigmas",
