@@ -319,3 +319,31 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, num_classes)
+
+
+class NoisyClassifier(nn.Module):
+    """p(y | x_t, t): a classifier of *noisy* images, for classifier guidance (Dhariwal & Nichol 2021).
+
+    Three residual blocks with the U-Net's time injection (28 -> 14 -> 7 pixels), global average
+    pooling, a linear head. forward(x_t (B, 1, H, W), t (B,)) -> logits (B, num_classes).
+    """
+
+    def __init__(self, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        self.width = width
+        self.time_embed = nn.Sequential(nn.Linear(width, 4 * width), nn.SiLU(), nn.Linear(4 * width, 4 * width))
+        self.conv_in = nn.Conv2d(1, width, 3, padding=1)
+        widths = [(width, width), (width, 2 * width), (2 * width, 2 * width)]
+        self.blocks = nn.ModuleList(ResBlock(a, b, 4 * width) for a, b in widths)
+        self.head = nn.Sequential(
+            group_norm(2 * width), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes)
+        )
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        emb = self.time_embed(timestep_embedding(t, self.width))
+        h = self.conv_in(x_t)
+        for i, block in enumerate(self.blocks):
+            h = block(h, emb)
+            if i < len(self.blocks) - 1:
+                h = F.avg_pool2d(h, 2)
+        return self.head(h)

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dlib import checkpoint, data
-from dlib.forward import l_simple
-from dlib.nets import Classifier, MLPDenoiser, UNet, UNetConfig
+from dlib.forward import l_simple, q_sample
+from dlib.nets import Classifier, MLPDenoiser, NoisyClassifier, UNet, UNetConfig
 from dlib.schedules import get_schedule
 from dlib.utils import default_device
 
@@ -35,7 +35,9 @@ from dlib.utils import default_device
 @dataclass
 class TrainConfig:
     name: str = "run"  # run folder under out_dir, and the exported model's name
-    kind: str = "diffusion"  # "diffusion" (an eps/x_0/v model) or "classifier" (a CNN on clean images)
+    kind: str = (
+        "diffusion"  # "diffusion" (an eps/x_0/v model), "classifier" (clean images) or "noisy-classifier" (x_t, t)
+    )
     dataset: str = "mnist"  # "mnist", "fashion-mnist", or a 2D toy name from dlib.data.TOYS
     pad_to_32: bool = False  # pad 28x28 images to 32x32 (needed for 3 downsamplings)
     limit: int | None = None  # use only the first `limit` training examples
@@ -75,6 +77,19 @@ RECIPES: dict[str, TrainConfig] = {
         name="mnist-unet", steps=2200, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
         unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
+    # Notebook 06 (conditioning): the same U-Net with a label embedding (null label 10, dropped 10% of
+    # the time for classifier-free guidance), and a classifier of noisy images for classifier guidance.
+    "mnist-cond-unet": TrainConfig(
+        name="mnist-cond-unet", steps=3000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), num_classes=10),
+    ),
+    "fashion-cond-unet": TrainConfig(
+        name="fashion-cond-unet", dataset="fashion-mnist", steps=3000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), num_classes=10),
+    ),
+    "mnist-noisy-classifier": TrainConfig(
+        name="mnist-noisy-classifier", kind="noisy-classifier", steps=3000, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
+    ),
     # Classifiers for FID features, scores and guidance (clean images, no noise).
     "mnist-classifier": TrainConfig(name="mnist-classifier", kind="classifier", steps=1200, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99),
     "fashion-classifier": TrainConfig(
@@ -82,6 +97,7 @@ RECIPES: dict[str, TrainConfig] = {
     ),
     # Seconds-scale recipes for tests and the smoke budget.
     "toy-2d": TrainConfig(name="toy-2d", dataset="swiss_roll", schedule="cosine", T=100, steps=2000, batch_size=512, lr=3e-3, warmup=50, ema_decay=0.99, log_every=100, ckpt_every=500),
+    "noisy-classifier-tiny": TrainConfig(name="noisy-classifier-tiny", kind="noisy-classifier", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5),
     "mnist-cond-tiny": TrainConfig(
         name="mnist-cond-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
         unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), num_classes=10),
@@ -96,6 +112,8 @@ RECIPES: dict[str, TrainConfig] = {
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.kind == "classifier":
         return Classifier()
+    if cfg.kind == "noisy-classifier":
+        return NoisyClassifier()
     if cfg.dataset in data.TOYS:
         return MLPDenoiser()
     return UNet(cfg.unet)
@@ -206,6 +224,10 @@ def train(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             if cfg.kind == "classifier":
                 loss = F.cross_entropy(model(augment(x, gen)), y)
+            elif cfg.kind == "noisy-classifier":  # log p(y | x_t, t) at every noise level, for classifier guidance
+                t = torch.randint(0, sched.T, (len(x),), generator=gen).to(device)
+                x_t = q_sample(augment(x, gen), t, sched, torch.randn(x.shape, generator=gen).to(device))
+                loss = F.cross_entropy(model(x_t, t), y)
             else:
                 loss = diffusion_loss(model, x, sched, cfg, gen, step, y)
         opt.zero_grad(set_to_none=True)
@@ -368,5 +390,5 @@ def load_pretrained(name: str, device: torch.device | str = "cpu") -> tuple[torc
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise data.DataError(f"models/{name}.safetensors does not fit the architecture in its card: {e}") from e
-    sched = get_schedule(cfg.schedule, cfg.T) if cfg.kind == "diffusion" else None
+    sched = get_schedule(cfg.schedule, cfg.T) if cfg.kind != "classifier" else None
     return model.to(device).eval(), sched, card

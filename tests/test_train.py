@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -205,3 +206,11 @@ def test_resume_accepts_a_card_written_before_a_config_field_existed(tmp_path):
     del card["config"]["p_uncond"]  # as written by an older dlib
     card_path.write_text(json.dumps(card))
     assert train(cfg, progress=False)["card"]["step"] == cfg.steps
+
+
+def test_noisy_classifier_trains_on_noisy_images(tmp_path):
+    cfg = dataclasses.replace(RECIPES["noisy-classifier-tiny"], out_dir=str(tmp_path))
+    out = train(cfg, progress=False)
+    logits = out["ema"](torch.randn(3, 1, 28, 28), torch.tensor([0, 500, 999]))
+    assert logits.shape == (3, 10) and torch.isfinite(logits).all()
+    assert out["card"]["loss_log"][-1][1] < math.log(10) + 0.5  # chance level is log 10
