@@ -21,6 +21,9 @@ name in code    meaning                                          paper symbol
 ``eps_hat``     a model's prediction of ``eps``                  epsilon_theta(x_t, t)
 ``x_0_hat``     an estimate of ``x_0`` from ``x_t``              hat{x}_0
 ``v``           ``sqrt(alpha_bar) eps - sqrt(1-alpha_bar) x_0``  v (Salimans & Ho)
+``sigma``       ``sqrt((1-alpha_bar) / alpha_bar)``, ODE samplers  sigma (Karras et al.)
+``x_bar``       ``x_t / sqrt(alpha_bar) = x_0 + sigma eps``       x (Karras et al.)
+``lambda``      ``-log(sigma) = log_snr / 2`` (DPM-Solver)        lambda_t (Lu et al.)
 ==============  ===============================================  ====================
 
 Index convention: the paper counts t = 1..T with x_0 the data. Here ``t = 0`` is the *first
