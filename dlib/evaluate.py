@@ -1,6 +1,7 @@
 """Measure a shipped model and record the numbers in its card.
 
     python -m dlib.evaluate mnist-classifier          # test accuracy
+    python -m dlib.evaluate mnist-noisy-classifier    # test accuracy on x_t at several noise levels t
     python -m dlib.evaluate mnist-unet --n 1000       # classifier-feature FID of DDPM samples vs the test set,
                                                       # next to the real-vs-real floor measured the same way
 
@@ -17,6 +18,7 @@ import time
 import torch
 
 from dlib import checkpoint, data
+from dlib.forward import q_sample
 from dlib.metrics import classifier_fid
 from dlib.plotting import image_grid
 from dlib.samplers import sample_ddpm
@@ -28,6 +30,23 @@ def test_accuracy(model: torch.nn.Module, dataset: str, pad_to_32: bool = False)
     x, y = data.load_images(dataset, "test", pad_to_32=pad_to_32)
     logits = torch.cat([model(x[i : i + 1000]) for i in range(0, len(x), 1000)])
     return (logits.argmax(1) == y).float().mean().item()
+
+
+NOISY_ACCURACY_TS = (0, 100, 250, 500, 750, 999)
+
+
+@torch.no_grad()
+def noisy_test_accuracy(model: torch.nn.Module, sched, dataset: str, ts=NOISY_ACCURACY_TS, seed: int = 0) -> dict:
+    """Accuracy of p(y | x_t, t) on the test set noised to each t (the same noise for every t)."""
+    x, y = data.load_images(dataset, "test")
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    accuracy = {}
+    for t in ts:
+        t_batch = torch.full((len(x),), t)
+        x_t = q_sample(x, t_batch, sched, eps)
+        logits = torch.cat([model(x_t[i : i + 1000], t_batch[i : i + 1000]) for i in range(0, len(x), 1000)])
+        accuracy[str(t)] = round((logits.argmax(1) == y).float().mean().item(), 4)
+    return accuracy
 
 
 def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batch: int, seed: int) -> dict:
@@ -80,6 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     if cfg["kind"] == "classifier":
         model, _, _ = load_pretrained(args.name)
         metrics = {"test_accuracy": test_accuracy(model, cfg["dataset"], cfg["pad_to_32"])}
+    elif cfg["kind"] == "noisy-classifier":
+        model, sched, _ = load_pretrained(args.name)
+        metrics = {
+            "test_accuracy_at_t": noisy_test_accuracy(model, sched, cfg["dataset"], seed=args.seed),
+            "accuracy_settings": f"the {cfg['dataset']} test set noised by q_sample at each t, one noise draw (seed {args.seed})",
+        }
     else:
         default = {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classifier"}[cfg["dataset"]]
         metrics = evaluate_diffusion(args.name, args.classifier or default, args.n, args.steps, args.batch, args.seed)
