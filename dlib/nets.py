@@ -191,6 +191,7 @@ class UNet(nn.Module):
     injection, self-attention at chosen levels, and skip connections from the down path to the up path.
 
     forward(x_t (B, C, H, W), t (B,), y=None (B,) labels, context=None (B, L, D)) -> (B, C_out, H, W).
+    A conditional U-Net called without its condition (y=None, context=None) is the unconditional model.
     H and W must be divisible by 2^(levels - 1).
     """
 
@@ -202,6 +203,8 @@ class UNet(nn.Module):
         self.time_embed = nn.Sequential(nn.Linear(cfg.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # label index num_classes is the "no label" token used for classifier-free guidance
         self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
+        # text models: a learned "no prompt" token, the unconditional context for classifier-free guidance
+        self.null_context = nn.Parameter(0.02 * torch.randn(1, 1, cfg.context_dim)) if cfg.context_dim else None
         self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
 
         self.down, skip_ch, c = nn.ModuleList(), [ch[0]], ch[0]
@@ -252,6 +255,10 @@ class UNet(nn.Module):
             emb = emb + self.label_embed(y)
         elif y is not None:
             raise ValueError("this U-Net is unconditional (num_classes is None) but got labels y")
+        if self.null_context is not None and context is None:
+            if context_mask is not None:
+                raise ValueError("got context_mask without context")
+            context, context_mask = self.null_text(x_t.shape[0], 1).values()
         cond = dict(context=context, context_mask=context_mask)
 
         h = self.conv_in(x_t)
@@ -267,6 +274,17 @@ class UNet(nn.Module):
             else:
                 h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb, cond)  # (B, c + c_skip, H, W)
         return self.out(h)
+
+    def null_text(self, batch: int, length: int) -> dict[str, torch.Tensor]:
+        """The "no prompt" condition as ``dict(context (batch, length, D), context_mask (batch, length))``:
+        the learned null token first, masked padding after, so it can share a batch with prompts of
+        ``length`` tokens (classifier-free guidance and label dropout in training)."""
+        if self.null_context is None:
+            raise ValueError("this U-Net has no cross-attention (context_dim is None)")
+        D = self.null_context.shape[-1]
+        context = torch.cat([self.null_context, self.null_context.new_zeros(1, length - 1, D)], dim=1)
+        mask = torch.arange(length, device=context.device) == 0
+        return {"context": context.expand(batch, -1, -1), "context_mask": mask.expand(batch, -1)}
 
     @staticmethod
     def _run(block, h, emb, cond):

@@ -79,13 +79,20 @@ RECIPES: dict[str, TrainConfig] = {
     ),
     # Notebook 06 (conditioning): the same U-Net with a label embedding (null label 10, dropped 10% of
     # the time for classifier-free guidance), and a classifier of noisy images for classifier guidance.
+    # 2000 steps each (4.3 epochs), about 80 minutes on one CPU core; steps=N continues a run.
     "mnist-cond-unet": TrainConfig(
-        name="mnist-cond-unet", steps=3000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        name="mnist-cond-unet", steps=2000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
         unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), num_classes=10),
     ),
     "fashion-cond-unet": TrainConfig(
-        name="fashion-cond-unet", dataset="fashion-mnist", steps=3000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        name="fashion-cond-unet", dataset="fashion-mnist", steps=2000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
         unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), num_classes=10),
+    ),
+    # The text-conditional U-Net: the same network, with cross-attention from the 7x7 and middle
+    # attention blocks to the caption's MiniLM token embeddings (dlib.text), 10% null prompts.
+    "mnist-text-unet": TrainConfig(
+        name="mnist-text-unet", steps=2000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), context_dim=384),
     ),
     "mnist-noisy-classifier": TrainConfig(
         name="mnist-noisy-classifier", kind="noisy-classifier", steps=3000, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
@@ -101,6 +108,10 @@ RECIPES: dict[str, TrainConfig] = {
     "mnist-cond-tiny": TrainConfig(
         name="mnist-cond-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
         unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), num_classes=10),
+    ),
+    "mnist-text-tiny": TrainConfig(
+        name="mnist-text-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
+        unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), context_dim=384),
     ),
     "mnist-tiny": TrainConfig(
         name="mnist-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
@@ -155,12 +166,39 @@ def drop_labels(y: torch.Tensor, p: float, null_label: int, gen: torch.Generator
     return torch.where(drop, torch.full_like(y, null_label), y)
 
 
-def diffusion_loss(model, x_0, sched, cfg: TrainConfig, gen: torch.Generator, step: int, y=None) -> torch.Tensor:
+def drop_context(
+    model: UNet, context: torch.Tensor, context_mask: torch.Tensor, p: float, gen: torch.Generator
+) -> dict:
+    """The text version of ``drop_labels``: each prompt becomes the learned null prompt with probability p."""
+    drop = (torch.rand(len(context), generator=gen) < p).to(context.device)[:, None]  # (B, 1)
+    null = model.null_text(len(context), context.shape[1])
+    return {
+        "context": torch.where(drop[..., None], null["context"], context),
+        "context_mask": torch.where(drop, null["context_mask"], context_mask),
+    }
+
+
+class TextCondition:
+    """Captions for a batch (``dlib.captions``, drawn with the run's generator), encoded by the frozen
+    sentence encoder, a share ``p_uncond`` replaced by the null prompt."""
+
+    def __init__(self, cfg: TrainConfig, x_all: torch.Tensor, device: torch.device):
+        from dlib.captions import AttributeScale
+        from dlib.text import TextEncoder
+
+        self.cfg, self.encoder, self.scale = cfg, TextEncoder(device), AttributeScale.fit(x_all)
+
+    def __call__(self, model: UNet, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> dict:
+        from dlib.captions import captions
+
+        context, mask = self.encoder(captions(y.cpu(), x.cpu(), self.cfg.dataset, self.scale, gen))
+        return drop_context(model, context, mask, self.cfg.p_uncond, gen)
+
+
+def diffusion_loss(model, x_0, sched, cfg: TrainConfig, gen: torch.Generator, step: int, cond: dict | None = None):
     """L_simple on the chosen target, with optional progressive resizing and multi-scale averaging.
-    Class-conditional U-Nets get the labels ``y``, a share ``cfg.p_uncond`` of them dropped."""
-    cond = {}
-    if cfg.kind == "diffusion" and cfg.unet.num_classes and cfg.dataset not in data.TOYS:
-        cond["y"] = drop_labels(y, cfg.p_uncond, cfg.unet.num_classes, gen)
+    ``cond`` holds the conditioning keywords of the batch (labels ``y`` or a text ``context``)."""
+    cond = cond or {}
     size = resolution_at(step, cfg, x_0.shape[-1])
     if x_0.ndim == 4 and size != x_0.shape[-1]:
         x_0 = F.interpolate(x_0, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -215,6 +253,7 @@ def train(
     step, start, window = card["step"], time.perf_counter(), []
     use_amp = cfg.amp and device.type == "cuda"
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name)
+    text = TextCondition(cfg, x_all, device) if cfg.kind == "diffusion" and cfg.unet.context_dim else None
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     while step < end:
         idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)
@@ -229,7 +268,13 @@ def train(
                 x_t = q_sample(augment(x, gen), t, sched, torch.randn(x.shape, generator=gen).to(device))
                 loss = F.cross_entropy(model(x_t, t), y)
             else:
-                loss = diffusion_loss(model, x, sched, cfg, gen, step, y)
+                if text is not None:
+                    cond = text(model, x, y, gen)
+                elif cfg.unet.num_classes and cfg.dataset not in data.TOYS:
+                    cond = {"y": drop_labels(y, cfg.p_uncond, cfg.unet.num_classes, gen)}
+                else:
+                    cond = {}
+                loss = diffusion_loss(model, x, sched, cfg, gen, step, cond)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -40,7 +40,12 @@ def test_gradients_reach_every_parameter():
     m = nets.UNet(cfg)
     for p in m.parameters():
         torch.nn.init.normal_(p, std=0.05)
-    out = m(torch.randn(2, 1, 28, 28), torch.tensor([3, 700]), y=torch.tensor([1, 2]), context=torch.randn(2, 5, 8))
+    null = m.null_text(1, 5)  # the second example has the "no prompt" condition, as in training
+    context = torch.cat([torch.randn(1, 5, 8), null["context"]])
+    mask = torch.cat([torch.ones(1, 5, dtype=torch.bool), null["context_mask"]])
+    out = m(
+        torch.randn(2, 1, 28, 28), torch.tensor([3, 700]), y=torch.tensor([1, 2]), context=context, context_mask=mask
+    )
     out.pow(2).mean().backward()
     missing = [name for name, p in m.named_parameters() if p.grad is None or p.grad.abs().max() == 0]
     assert not missing, missing
@@ -117,8 +122,8 @@ def test_bad_input_raises_clearly():
     with pytest.raises(ValueError, match="unconditional"):
         m(torch.randn(1, 1, 28, 28), torch.tensor([1]), y=torch.tensor([3]))
     text = nets.UNet(nets.UNetConfig(base_channels=8, num_res_blocks=1, context_dim=4))
-    with pytest.raises(ValueError, match="pass context"):
-        text(torch.randn(1, 1, 28, 28), torch.tensor([1]))
+    with pytest.raises(ValueError, match="context_mask without context"):
+        text(torch.randn(1, 1, 28, 28), torch.tensor([1]), context_mask=torch.ones(1, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="context_dim=4"):
         text(torch.randn(1, 1, 28, 28), torch.tensor([1]), context=torch.randn(1, 3, 5))
     labelled = nets.UNet(nets.UNetConfig(base_channels=8, num_res_blocks=1, num_classes=10))
@@ -132,3 +137,25 @@ def test_mlp_and_classifier_shapes():
     c = nets.Classifier()
     x = torch.randn(3, 1, 28, 28)
     assert c(x).shape == (3, 10) and c.features(x).shape == (3, 128)
+
+
+def test_null_text_is_the_unconditional_prompt_at_any_length():
+    """context=None means the learned null token; padding it to any length (masked) changes nothing,
+    so it can share a batch with a prompt in classifier-free guidance."""
+    torch.manual_seed(0)
+    m = nets.UNet(
+        nets.UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, context_dim=6, attention_levels=(1,))
+    )
+    for p in m.parameters():  # zero-initialised output layers would hide any difference
+        torch.nn.init.normal_(p, std=0.2)
+    m.eval()
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([5, 500, 900])
+    with torch.no_grad():
+        plain = m(x, t)
+        for L in (1, 4, 9):
+            null = m.null_text(3, L)
+            assert null["context"].shape == (3, L, 6) and null["context_mask"].sum().item() == 3
+            torch.testing.assert_close(m(x, t, **null), plain, atol=1e-5, rtol=1e-5)
+        prompt = torch.randn(3, 4, 6)
+        assert (m(x, t, context=prompt) - plain).abs().max() > 1e-3  # a prompt does change the output
+    assert m.null_context.requires_grad  # learned

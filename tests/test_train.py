@@ -214,3 +214,31 @@ def test_noisy_classifier_trains_on_noisy_images(tmp_path):
     logits = out["ema"](torch.randn(3, 1, 28, 28), torch.tensor([0, 500, 999]))
     assert logits.shape == (3, 10) and torch.isfinite(logits).all()
     assert out["card"]["loss_log"][-1][1] < math.log(10) + 0.5  # chance level is log 10
+
+
+def test_drop_context_uses_the_null_prompt():
+    from dlib.nets import UNet, UNetConfig
+    from dlib.train import drop_context
+
+    m = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, context_dim=6, attention_levels=(1,)))
+    context, mask = torch.randn(1000, 3, 6), torch.ones(1000, 3, dtype=torch.bool)
+    out = drop_context(m, context, mask, 0.1, torch.Generator().manual_seed(0))
+    dropped = ~out["context_mask"][:, 1]
+    assert abs(dropped.float().mean().item() - 0.1) < 0.03
+    assert torch.equal(out["context"][~dropped], context[~dropped])
+    assert torch.equal(out["context"][dropped], m.null_text(int(dropped.sum()), 3)["context"])
+    assert torch.equal(out["context_mask"][dropped].sum(1), torch.ones(int(dropped.sum()), dtype=torch.long))
+
+
+def test_text_conditional_training_resumes_exactly_and_learns_the_null_prompt(tmp_path):
+    """Captions are drawn with the run's generator and encodings are cached: a resumed run must end
+    with the same weights as an uninterrupted one."""
+    cfg = dataclasses.replace(RECIPES["mnist-text-tiny"], steps=6, ckpt_every=3, out_dir=str(tmp_path / "a"))
+    whole = train(cfg, progress=False)["model"]
+    split = dataclasses.replace(cfg, out_dir=str(tmp_path / "b"))
+    train(split, stop_after=3, progress=False)
+    resumed = train(split, progress=False)["model"]
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    init = train(dataclasses.replace(cfg, out_dir=str(tmp_path / "c")), stop_after=0, progress=False)["model"]
+    assert not torch.equal(whole.null_context, init.null_context)  # the null prompt is learned
