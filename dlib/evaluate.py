@@ -4,6 +4,9 @@
     python -m dlib.evaluate mnist-noisy-classifier    # test accuracy on x_t at several noise levels t
     python -m dlib.evaluate mnist-unet --n 1000       # classifier-feature FID of DDPM samples vs the test set,
                                                       # next to the real-vs-real floor measured the same way
+    python -m dlib.evaluate mnist-cond-unet           # classifier-free guidance sweep over w: share of samples
+                                                      # classified as the requested class, and FID
+    python -m dlib.evaluate mnist-text-unet           # held-out paraphrase prompts, scored by the classifier
 
 Every number in a card comes from this command; the card records the command's settings,
 wall time and hardware.
@@ -19,6 +22,7 @@ import torch
 
 from dlib import checkpoint, data
 from dlib.forward import q_sample
+from dlib.guidance import classifier_free
 from dlib.metrics import classifier_fid
 from dlib.plotting import image_grid
 from dlib.samplers import sample_ddpm
@@ -82,6 +86,91 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
     }
 
 
+GUIDANCE_WS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+@torch.no_grad()
+def guided_samples(model, sched, w: float, steps: int, generator: torch.Generator, batch: int = 500, **cond):
+    """DDPM samples (``steps`` respaced steps, linspace) with classifier-free guidance at scale w in the
+    "cond" convention (w = 0: the plain conditional model), for the conditions ``cond`` (each of
+    batch size N). Each step makes one network call on a doubled batch: conditional + unconditional."""
+    null = {"y": torch.tensor([model.cfg.num_classes])} if "y" in cond else model.null_text(1, cond["context"].shape[1])
+    guided = classifier_free(model, w, null, convention="cond")
+    n = len(next(iter(cond.values())))
+    out = []
+    for i in range(0, n, batch):
+        part = {k: v[i : i + batch] for k, v in cond.items()}
+        x_T = torch.randn((len(next(iter(part.values()))), 1, 28, 28), generator=generator)
+        out.append(sample_ddpm(guided, x_T, sched, steps, spacing="linspace", generator=generator, **part))
+    return torch.cat(out).clamp(-1, 1)
+
+
+def share_as_requested(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        pred = torch.cat([classifier(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
+    return (pred == labels).float().mean().item()
+
+
+def guidance_sweep(name: str, classifier_name: str, ws, n_per_class: int, steps: int, seed: int) -> dict:
+    """For each w: share of guided samples the classifier assigns to the requested class, and their
+    classifier-feature FID against the test set. Every w starts from the same noise (seed)."""
+    model, sched, card = load_pretrained(name)
+    classifier, _, _ = load_pretrained(classifier_name)
+    x_test, _ = data.load_images(card["config"]["dataset"], "test")
+    labels = torch.arange(10).repeat_interleave(n_per_class)
+    share, fid = [], []
+    for w in ws:
+        x = guided_samples(model, sched, w, steps, torch.Generator().manual_seed(seed), y=labels)
+        share.append(round(share_as_requested(classifier, x, labels), 4))
+        fid.append(round(classifier_fid(classifier, x, x_test), 2))
+        print(f"w={w}: share as requested {share[-1]:.4f}, FID {fid[-1]:.2f}", flush=True)
+    return {
+        "guidance_sweep": {"w": list(ws), "share_as_requested": share, "fid_classifier": fid},
+        "guidance_settings": (
+            f"classifier-free guidance, 'cond' convention (w=0: conditional model, no guidance); {n_per_class} samples "
+            f"per class, DDPM {steps} steps (linspace), the same noise (seed {seed}) at every w; classifier and FID "
+            f"features: {classifier_name}; FID against the {len(x_test)} test images"
+        ),
+    }
+
+
+def text_prompt_scores(name: str, classifier_name: str, w: float, n_per_prompt: int, steps: int, seed: int) -> dict:
+    """Share of samples classified as the intended class, for the held-out paraphrases of
+    ``dlib.captions.HELD_OUT`` (never seen in training) and, for comparison, a training wording."""
+    from dlib.captions import DIGITS, HELD_OUT
+    from dlib.text import TextEncoder
+
+    model, sched, card = load_pretrained(name)
+    classifier, _, _ = load_pretrained(classifier_name)
+    encoder = TextEncoder()
+    sets = {"held_out": list(HELD_OUT[card["config"]["dataset"]])}
+    if card["config"]["dataset"] == "mnist":
+        sets["training_wording"] = [(f"the digit {DIGITS[d]}", d) for d in range(10)]
+    out = {}
+    for kind, prompts in sets.items():
+        captions = [c for c, _ in prompts for _ in range(n_per_prompt)]
+        labels = torch.tensor([d for _, d in prompts]).repeat_interleave(n_per_prompt)
+        context, mask = encoder(captions)
+        x = guided_samples(
+            model, sched, w, steps, torch.Generator().manual_seed(seed), context=context, context_mask=mask
+        )
+        with torch.no_grad():
+            pred = classifier(x).argmax(1)
+        per_prompt = (pred == labels).float().reshape(len(prompts), n_per_prompt).mean(1)
+        out[kind] = {
+            "share_as_requested": round((pred == labels).float().mean().item(), 4),
+            "per_prompt": {c: round(v, 3) for (c, _), v in zip(prompts, per_prompt.tolist(), strict=True)},
+        }
+        print(kind, out[kind]["share_as_requested"], flush=True)
+    return {
+        "text_prompts": out,
+        "text_settings": (
+            f"{n_per_prompt} samples per prompt, classifier-free guidance w={w} ('cond' convention), DDPM {steps} steps "
+            f"(linspace), seed {seed}; scored by {classifier_name}"
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
@@ -92,6 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="DDPM steps (default: all T)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ws", default=",".join(map(str, GUIDANCE_WS)), help="guidance scales for the sweep")
+    parser.add_argument("--n-per-class", type=int, default=50, help="guided samples per class (sweep)")
+    parser.add_argument("--w", type=float, default=3.0, help="guidance scale for text prompts")
+    parser.add_argument("--n-per-prompt", type=int, default=20, help="samples per text prompt")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     card = checkpoint.read_card(args.name)
@@ -106,8 +199,14 @@ def main(argv: list[str] | None = None) -> None:
             "accuracy_settings": f"the {cfg['dataset']} test set noised by q_sample at each t, one noise draw (seed {args.seed})",
         }
     else:
-        default = {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classifier"}[cfg["dataset"]]
-        metrics = evaluate_diffusion(args.name, args.classifier or default, args.n, args.steps, args.batch, args.seed)
+        clf = args.classifier or {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classifier"}[cfg["dataset"]]
+        if cfg["unet"].get("num_classes"):
+            ws = [float(w) for w in args.ws.split(",")]
+            metrics = guidance_sweep(args.name, clf, ws, args.n_per_class, args.steps or 50, args.seed)
+        elif cfg["unet"].get("context_dim"):
+            metrics = text_prompt_scores(args.name, clf, args.w, args.n_per_prompt, args.steps or 50, args.seed)
+        else:
+            metrics = evaluate_diffusion(args.name, clf, args.n, args.steps, args.batch, args.seed)
     metrics |= {"eval_wall_time_s": round(time.perf_counter() - start, 1), "eval_hardware": checkpoint.hardware()}
     checkpoint.update_card(args.name, {"metrics": card.get("metrics", {}) | metrics})
     print(json.dumps(metrics, indent=1))

@@ -115,7 +115,7 @@ class CrossAttention(nn.Module):
         self.to_kv = nn.Linear(context_dim, 2 * channels, bias=False)
         self.proj_out = zero_init(nn.Linear(channels, channels))
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _qkv(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None):
         B, C, H, W = x.shape
         if context.ndim != 3 or context.shape[0] != B or context.shape[2] != self.to_kv.in_features:
             raise ValueError(
@@ -126,6 +126,20 @@ class CrossAttention(nn.Module):
         q = self.to_q(h).reshape(B, H * W, self.heads, d).transpose(1, 2)  # (B, heads, HW, d)
         k, v = self.to_kv(context).reshape(B, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, L, d) each
         mask = None if context_mask is None else context_mask[:, None, None, :].bool()  # (B, 1, 1, L)
+        return q, k, v, mask
+
+    def attention_weights(self, x: torch.Tensor, context: torch.Tensor, context_mask=None) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) over the tokens: (B, heads, H*W, L), each row sums to 1 (for the
+        attention maps of notebook 06; ``forward`` computes the same weights inside a fused kernel)."""
+        q, k, _, mask = self._qkv(x, context, context_mask)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(-1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, C, H, W = x.shape
+        q, k, v, mask = self._qkv(x, context, context_mask)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, HW, d)
         out = self.proj_out(out.transpose(1, 2).reshape(B, H * W, C))  # (B, HW, C)
         return x + out.transpose(1, 2).reshape(B, C, H, W)

@@ -19,3 +19,39 @@ def test_noisy_test_accuracy_scores_each_noise_level(monkeypatch):
     acc = evaluate.noisy_test_accuracy(classifier, schedules.linear(1000), "mnist", ts=(0, 499, 500, 999))
     assert acc == {"0": 1.0, "499": 1.0, "500": 0.25, "999": 0.25}
     assert seen_t == [[0], [499], [500], [999]]
+
+
+def _small_unet(**kw):
+    from dlib.nets import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    m = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), **kw))
+    for p in m.parameters():  # zero-initialised output layers would make every condition look alike
+        torch.nn.init.normal_(p, std=0.1)
+    return m.eval()
+
+
+def test_guided_samples_at_w0_are_the_conditional_models_samples():
+    """w = 0 in the 'cond' convention is no guidance: the same samples as the conditional model."""
+    from dlib.samplers import sample_ddpm
+
+    sched = schedules.linear(1000)
+    for cond_kw, cond in (
+        ({"num_classes": 10}, {"y": torch.tensor([3, 7, 10])}),
+        ({"context_dim": 5}, {"context": torch.randn(3, 4, 5), "context_mask": torch.ones(3, 4, dtype=torch.bool)}),
+    ):
+        model = _small_unet(**cond_kw)
+        x = evaluate.guided_samples(model, sched, 0.0, 5, torch.Generator().manual_seed(1), **cond)
+        gen = torch.Generator().manual_seed(1)  # x_T, then the sampler's noise, from one generator
+        x_T = torch.randn((3, 1, 28, 28), generator=gen)
+        plain = sample_ddpm(model, x_T, sched, 5, spacing="linspace", generator=gen, **cond).clamp(-1, 1)
+        torch.testing.assert_close(x, plain, atol=1e-4, rtol=1e-4)
+        strong = evaluate.guided_samples(model, sched, 4.0, 5, torch.Generator().manual_seed(1), **cond)
+        assert (strong - x).abs().max() > 1e-3  # guidance changes the samples
+
+
+def test_share_as_requested_counts_matches():
+    images = torch.zeros(4, 1, 28, 28)
+    answers = torch.tensor([1, 2, 3, 3])
+    classifier = lambda x: torch.nn.functional.one_hot(answers[: len(x)], 10).float()  # noqa: E731
+    assert evaluate.share_as_requested(classifier, images, torch.tensor([1, 2, 0, 3])) == 0.75

@@ -5,36 +5,16 @@ import torch
 
 from dlib import guidance, samplers
 from dlib import schedules as S
-from dlib.gaussian import gaussian_eps
+from dlib.gaussian import GaussianMixture
 
 SCHED = S.linear(1000)
 M, S2 = 1.0, 0.09  # two classes: x_0 ~ N(-M, S2) for y = 0 and N(+M, S2) for y = 1, equally likely
-
-
-def alpha_bar_of(t, x):
-    return (1 / (1 + S.sigma_of_t(SCHED, t.double()) ** 2)).reshape(-1, *[1] * (x.ndim - 1))
-
-
-def eps_class(x, t, y):
-    """The exact conditional eps-model of the two-Gaussian data."""
-    mu = torch.where(y == 1, M, -M).double().reshape(-1, *[1] * (x.ndim - 1))
-    return gaussian_eps(x, alpha_bar_of(t, x), mu, S2)
-
-
-def log_prob(x, t, y):
-    """The exact log p(y | x_t): a logistic in x_t with log-odds 2 sqrt(ab) M x / (ab S2 + 1 - ab)."""
-    ab = alpha_bar_of(t, x)
-    logit = (2 * ab.sqrt() * M * x.double() / (ab * S2 + 1 - ab)).flatten(1).sum(1)
-    logits = torch.stack([torch.zeros_like(logit), logit], 1)
-    return torch.log_softmax(logits, 1)[torch.arange(len(y)), y]
+DATA = GaussianMixture(SCHED, [-M, M], S2)
+eps_class, log_prob = DATA.eps, DATA.log_prob  # the exact conditional eps-model and noisy classifier
 
 
 def eps_mixture(x, t):
-    """The exact unconditional eps: the posterior-weighted average of the class predictions."""
-    p1 = log_prob(x, t, torch.ones(len(x), dtype=torch.long)).exp().reshape(-1, *[1] * (x.ndim - 1))
-    return p1 * eps_class(x, t, torch.ones(len(x), dtype=torch.long)) + (1 - p1) * eps_class(
-        x, t, torch.zeros(len(x), dtype=torch.long)
-    )
+    return DATA.eps(x, t)  # the exact unconditional eps
 
 
 def test_conventions_differ_by_one(gen):
@@ -82,16 +62,46 @@ def test_classifier_guidance_with_scale_one_gives_the_exact_conditional_model(ge
         torch.testing.assert_close(guided(x, t, y=y), eps_class(x, t, y), rtol=1e-6, atol=1e-8)
 
 
+def test_mixture_eps_is_minus_scaled_score_of_the_marginal(gen):
+    """E[eps | x_t] = -sqrt(1 - ab) grad log p(x_t), with p(x_t) written out and differentiated by autograd."""
+    data = GaussianMixture(SCHED, [-2.0, 0.5, 1.5], 0.04, weights=[0.2, 0.5, 0.3])
+    x = (torch.randn(32, 2, generator=gen, dtype=torch.float64) * 2).requires_grad_(True)
+    for t_val in (10, 500, 980):
+        t = torch.full((32,), t_val)
+        ab = 1 / (1 + S.sigma_of_t(SCHED, torch.tensor(float(t_val))) ** 2)
+        var = ab * 0.04 + 1 - ab
+        comps = torch.stack(
+            [
+                math.log(w) - 0.5 * ((x - ab.sqrt() * m) ** 2 / var).sum(1) - math.log(2 * math.pi * var)
+                for m, w in zip([-2.0, 0.5, 1.5], [0.2, 0.5, 0.3], strict=True)
+            ],
+            1,
+        )
+        (score,) = torch.autograd.grad(torch.logsumexp(comps, 1).sum(), x)
+        torch.testing.assert_close(data.eps(x, t).detach(), -(1 - ab).sqrt() * score, rtol=1e-6, atol=1e-8)
+    assert torch.allclose(data.log_posterior(x, t).exp().sum(1), torch.ones(32, dtype=torch.float64))
+
+
+def test_classifier_free_guidance_is_classifier_guidance_with_the_implicit_classifier(gen):
+    """(1 + w) eps_c - w eps_u = eps_u + (1 + w)(eps_c - eps_u), and eps_c - eps_u = -sqrt(1 - ab) grad log p(y | x_t):
+    CFG at scale w ("cond") is classifier guidance of the unconditional model at scale 1 + w."""
+    data = GaussianMixture(SCHED, [-1.0, 0.0, 2.0], 0.05)
+    x = torch.randn(48, 1, generator=gen, dtype=torch.float64) * 1.5
+    y = torch.randint(0, 3, (48,), generator=gen)
+    for t_val, w in ((100, 0.5), (600, 3.0), (950, 7.0)):
+        t = torch.full((48,), t_val)
+        cfg = guidance.classifier_free(data.eps, w, {"y": torch.tensor([3])}, convention="cond")
+        cg = guidance.classifier_guidance(data.eps, data.log_prob, SCHED, scale=1 + w)
+        torch.testing.assert_close(cfg(x, t, y=y), cg(x, t, y=y), rtol=1e-7, atol=1e-9)
+
+
 @pytest.mark.parametrize("name", list(samplers.SAMPLERS))
 def test_guided_models_drive_every_sampler_unchanged(name, gen):
     """Stronger guidance pushes samples of class 1 further from the other class, whatever the sampler."""
     x_T = torch.randn(256, 1, generator=gen, dtype=torch.float64)
     y = torch.ones(256, dtype=torch.long)
 
-    def model(x, t, y):  # conditional model with null label 2 = the mixture
-        out = eps_mixture(x, t)
-        return torch.where((y == 2).reshape(-1, 1), out, eps_class(x, t, torch.where(y == 2, 0, y)))
-
+    model = DATA.eps  # conditional model with null label 2 = the mixture
     steps = None if name == "pf_ode" else 20
     means = []
     for w in (1.0, 3.0):

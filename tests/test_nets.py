@@ -101,6 +101,25 @@ def test_cross_attention_is_permutation_equivariant_over_tokens():
         assert ca(x, torch.randn(2, L, 6)).shape == x.shape
     mask = torch.tensor([[True] * 3 + [False] * 4] * 2)
     torch.testing.assert_close(ca(x, ctx, mask), ca(x, ctx[:, :3]), rtol=1e-5, atol=1e-5)
+    # the attention weights permute with the tokens (equivariance), and padding gets none
+    w = ca.attention_weights(x, ctx)
+    assert w.shape == (2, 2, 16, 7)
+    torch.testing.assert_close(ca.attention_weights(x, ctx[:, perm]), w[..., perm], rtol=1e-5, atol=1e-6)
+    w_masked = ca.attention_weights(x, ctx, mask)
+    assert (w_masked[..., 3:] == 0).all()
+    torch.testing.assert_close(w_masked.sum(-1), torch.ones(2, 2, 16))
+
+
+def test_cross_attention_weights_reproduce_the_forward_pass():
+    torch.manual_seed(1)
+    ca = nets.CrossAttention(8, context_dim=5, heads=2)
+    torch.nn.init.normal_(ca.proj_out.weight)
+    x, ctx = torch.randn(3, 8, 4, 4), torch.randn(3, 6, 5)
+    w = ca.attention_weights(x, ctx)  # (B, heads, HW, L)
+    v = ca.to_kv(ctx)[..., 8:].reshape(3, 6, 2, 4).transpose(1, 2)  # (B, heads, L, d)
+    out = (w @ v).transpose(1, 2).reshape(3, 16, 8)
+    expected = x + ca.proj_out(out).transpose(1, 2).reshape(3, 8, 4, 4)
+    torch.testing.assert_close(ca(x, ctx), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_class_labels_and_null_label():
