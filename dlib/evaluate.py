@@ -100,7 +100,8 @@ def guided_samples(model, sched, w: float, steps: int, generator: torch.Generato
     out = []
     for i in range(0, n, batch):
         part = {k: v[i : i + batch] for k, v in cond.items()}
-        x_T = torch.randn((len(next(iter(part.values()))), 1, 28, 28), generator=generator)
+        first = next(iter(part.values()))
+        x_T = torch.randn((len(first), 1, 28, 28), generator=generator).to(first.device)
         out.append(sample_ddpm(guided, x_T, sched, steps, spacing="linspace", generator=generator, **part))
     return torch.cat(out).clamp(-1, 1)
 
