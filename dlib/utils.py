@@ -48,3 +48,21 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
     direction = wa * fa / na + wb * fb / nb  # unit-norm path between the two directions
     out = direction / direction.norm(dim=1, keepdim=True) * ((1 - w) * na + w * nb)
     return out.reshape(a.shape).to(a.dtype)
+
+
+class CountCalls:
+    """Wrap a model and count its calls (network evaluations, NFE) and the examples they processed.
+
+    Other attributes pass through to the wrapped model, so the wrapper can stand in for it.
+    """
+
+    def __init__(self, model):
+        self.model, self.calls, self.examples = model, 0, 0
+
+    def __call__(self, x: torch.Tensor, *args, **kwargs):
+        self.calls += 1
+        self.examples += len(x)
+        return self.model(x, *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["model"], name)

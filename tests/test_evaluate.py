@@ -55,3 +55,13 @@ def test_share_as_requested_counts_matches():
     answers = torch.tensor([1, 2, 3, 3])
     classifier = lambda x: torch.nn.functional.one_hot(answers[: len(x)], 10).float()  # noqa: E731
     assert evaluate.share_as_requested(classifier, images, torch.tensor([1, 2, 0, 3])) == 0.75
+
+
+def test_guided_sampling_makes_one_doubled_call_per_step():
+    """CFG costs one network call per step, on the conditional and unconditional halves together."""
+    from dlib.utils import CountCalls
+
+    model = CountCalls(_small_unet(num_classes=10))
+    evaluate.guided_samples(model, schedules.linear(1000), 3.0, 7, torch.Generator().manual_seed(0), y=torch.arange(5))
+    assert (model.calls, model.examples) == (7, 7 * 2 * 5)
+    assert model.cfg.num_classes == 10  # attributes pass through the wrapper
