@@ -65,3 +65,25 @@ def test_guided_sampling_makes_one_doubled_call_per_step():
     evaluate.guided_samples(model, schedules.linear(1000), 3.0, 7, torch.Generator().manual_seed(0), y=torch.arange(5))
     assert (model.calls, model.examples) == (7, 7 * 2 * 5)
     assert model.cfg.num_classes == 10  # attributes pass through the wrapper
+
+
+def test_guidance_sweep_and_prompt_scores_report_every_setting(monkeypatch):
+    """The card-writing functions on a tiny model: one entry per w (or prompt), shares in [0, 1]."""
+    sched = schedules.linear(1000)
+    models = {
+        "cond": (_small_unet(num_classes=10), sched, {"config": {"dataset": "mnist"}}),
+        "text": (_small_unet(context_dim=384), sched, {"config": {"dataset": "mnist"}}),
+        "clf": (lambda x: torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float(), None, {}),
+    }
+    monkeypatch.setattr(evaluate, "load_pretrained", lambda name: models[name])
+    monkeypatch.setattr(evaluate, "classifier_fid", lambda clf, a, b: 1.0)
+    monkeypatch.setattr(data, "load_images", lambda dataset, split: (torch.zeros(8, 1, 28, 28), torch.zeros(8)))
+    out = evaluate.guidance_sweep("cond", "clf", [0.0, 2.0], n_per_class=1, steps=2, seed=0)["guidance_sweep"]
+    assert out["w"] == [0.0, 2.0] and out["share_as_requested"] == [0.1, 0.1]  # always answers 3: one class in ten
+    scores = evaluate.text_prompt_scores("text", "clf", 3.0, n_per_prompt=1, steps=2, seed=0)["text_prompts"]
+    from dlib.captions import HELD_OUT
+
+    assert len(scores["held_out"]["per_prompt"]) == len(HELD_OUT["mnist"])
+    expected = sum(d == 3 for _, d in HELD_OUT["mnist"]) / len(HELD_OUT["mnist"])
+    assert abs(scores["held_out"]["share_as_requested"] - expected) < 1e-4
+    assert scores["training_wording"]["share_as_requested"] == 0.1
