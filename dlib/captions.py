@@ -56,6 +56,7 @@ HELD_OUT = {  # paraphrases never used in training: (caption, label)
         [(f"the number after {DIGITS[d - 1]}", d) for d in range(1, 10)]
         + [(f"the number before {DIGITS[d + 1]}", d) for d in range(9)]
         + [(f"{d} written by hand", d) for d in range(10)]
+        + [(f"a sketch of the numeral {DIGITS[d]}", d) for d in range(10)]
     ),
     "fashion-mnist": (("footwear for the ankle", 9), ("a pair of pants", 1), ("a handbag", 8), ("a running shoe", 7)),
 }
