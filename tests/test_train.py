@@ -242,3 +242,26 @@ def test_text_conditional_training_resumes_exactly_and_learns_the_null_prompt(tm
         assert torch.equal(a, b), name
     init = train(dataclasses.replace(cfg, out_dir=str(tmp_path / "c")), stop_after=0, progress=False)["model"]
     assert not torch.equal(whole.null_context, init.null_context)  # the null prompt is learned
+
+
+SHIPPED = sorted(p.stem for p in (ROOT / "data" / "models").glob("*.json"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_card_is_its_recipe(name):
+    """Retraining at the gpu budget uses RECIPES[name]; it must be the recipe the shipped weights came from."""
+    card = checkpoint.read_card(name)
+    ignore = {"out_dir"}  # where checkpoints went on the training machine
+    recipe = {k: v for k, v in config_to_dict(RECIPES[card["recipe"]]).items() if k not in ignore}
+    # read like resume reads it: a field added after the card was written takes its default
+    shipped = config_to_dict(config_from_dict(card["config"]))
+    assert {k: v for k, v in shipped.items() if k not in ignore} == recipe
+
+
+@pytest.mark.parametrize("name", ["mnist-cond-unet", "fashion-cond-unet", "mnist-text-unet"])
+def test_conditional_recipes_train_from_scratch_into_the_shipped_shape(name, tmp_path):
+    """Notebook 06's gpu path: one step of the full recipe, then the shipped weights load into the result."""
+    cfg = dataclasses.replace(RECIPES[name], steps=1, batch_size=8, limit=64, out_dir=str(tmp_path))
+    ema = train(cfg, progress=False)["ema"]
+    shipped, _, _ = load_pretrained(name)
+    assert {k: v.shape for k, v in ema.state_dict().items()} == {k: v.shape for k, v in shipped.state_dict().items()}
