@@ -41,10 +41,11 @@ WORDS = {  # attribute -> (word for the low third, word for the high third)
     "slant": ("slanted left", "slanted right"),
     "darkness": ("light", "dark"),
 }
+TRAINING_WORDING = "the digit {name}"  # one of the training templates; the baseline for held-out paraphrases
 TEMPLATES = {
     "mnist": (
         "a handwritten {name}",
-        "the digit {name}",
+        TRAINING_WORDING,
         "a {adj}{name}",
         "the number {digit}",
         "a picture of a {adj}{name}",

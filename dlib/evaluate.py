@@ -31,9 +31,7 @@ from dlib.train import load_pretrained
 
 @torch.no_grad()
 def test_accuracy(model: torch.nn.Module, dataset: str, pad_to_32: bool = False) -> float:
-    x, y = data.load_images(dataset, "test", pad_to_32=pad_to_32)
-    logits = torch.cat([model(x[i : i + 1000]) for i in range(0, len(x), 1000)])
-    return (logits.argmax(1) == y).float().mean().item()
+    return share_as_requested(model, *data.load_images(dataset, "test", pad_to_32=pad_to_32))
 
 
 NOISY_ACCURACY_TS = (0, 100, 250, 500, 750, 999)
@@ -106,10 +104,15 @@ def guided_samples(model, sched, w: float, steps: int, generator: torch.Generato
     return torch.cat(out).clamp(-1, 1)
 
 
-def share_as_requested(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+def predictions(classifier, images: torch.Tensor) -> torch.Tensor:
+    """The classifier's class for each image, (N,), in batches of 1000."""
     with torch.no_grad():
-        pred = torch.cat([classifier(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
-    return (pred == labels).float().mean().item()
+        return torch.cat([classifier(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
+
+
+def share_as_requested(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of images the classifier assigns to their label (test accuracy, or fidelity of guided samples)."""
+    return (predictions(classifier, images) == labels.to(images.device)).float().mean().item()
 
 
 def guidance_sweep(name: str, classifier_name: str, ws, n_per_class: int, steps: int, seed: int) -> dict:
@@ -138,7 +141,7 @@ def guidance_sweep(name: str, classifier_name: str, ws, n_per_class: int, steps:
 def text_prompt_scores(name: str, classifier_name: str, w: float, n_per_prompt: int, steps: int, seed: int) -> dict:
     """Share of samples classified as the intended class, for the held-out paraphrases of
     ``dlib.captions.HELD_OUT`` (never seen in training) and, for comparison, a training wording."""
-    from dlib.captions import DIGITS, HELD_OUT
+    from dlib.captions import DIGITS, HELD_OUT, TRAINING_WORDING
     from dlib.text import TextEncoder
 
     model, sched, card = load_pretrained(name)
@@ -146,7 +149,7 @@ def text_prompt_scores(name: str, classifier_name: str, w: float, n_per_prompt: 
     encoder = TextEncoder()
     sets = {"held_out": list(HELD_OUT[card["config"]["dataset"]])}
     if card["config"]["dataset"] == "mnist":
-        sets["training_wording"] = [(f"the digit {DIGITS[d]}", d) for d in range(10)]
+        sets["training_wording"] = [(TRAINING_WORDING.format(name=DIGITS[d]), d) for d in range(10)]
     out = {}
     for kind, prompts in sets.items():
         captions = [c for c, _ in prompts for _ in range(n_per_prompt)]
@@ -155,11 +158,9 @@ def text_prompt_scores(name: str, classifier_name: str, w: float, n_per_prompt: 
         x = guided_samples(
             model, sched, w, steps, torch.Generator().manual_seed(seed), context=context, context_mask=mask
         )
-        with torch.no_grad():
-            pred = classifier(x).argmax(1)
-        per_prompt = (pred == labels).float().reshape(len(prompts), n_per_prompt).mean(1)
+        per_prompt = (predictions(classifier, x) == labels).float().reshape(len(prompts), n_per_prompt).mean(1)
         out[kind] = {
-            "share_as_requested": round((pred == labels).float().mean().item(), 4),
+            "share_as_requested": round(per_prompt.mean().item(), 4),
             "per_prompt": {c: round(v, 3) for (c, _), v in zip(prompts, per_prompt.tolist(), strict=True)},
         }
         print(kind, out[kind]["share_as_requested"], flush=True)

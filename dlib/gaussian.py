@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from dlib.schedules import Schedule, sigma_of_t, sigmas
+from dlib.schedules import Schedule, alpha_bar_of_t, sigmas
 from dlib.utils import append_dims
 
 
@@ -32,8 +32,7 @@ def gaussian_eps_model(sched: Schedule, mu: float, s2: float) -> Callable:
     fractional (alpha_bar follows the schedule's log-sigma interpolation, as the ODE samplers assume)."""
 
     def eps_model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        sigma = sigma_of_t(sched, t.double())
-        return gaussian_eps(x_t, append_dims(1 / (1 + sigma**2), x_t.ndim), mu, s2)
+        return gaussian_eps(x_t, append_dims(alpha_bar_of_t(sched, t.double()), x_t.ndim), mu, s2)
 
     return eps_model
 
@@ -71,7 +70,7 @@ class GaussianMixture:
         self.log_weights, self.null_label = (w / w.sum()).log(), K
 
     def _alpha_bar(self, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
-        return append_dims(1 / (1 + sigma_of_t(self.sched, t.double()) ** 2), x_t.ndim).to(x_t.device)
+        return append_dims(alpha_bar_of_t(self.sched, t.double()), x_t.ndim).to(x_t.device)
 
     def log_posterior(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log p(y = k | x_t) for every class k: (B, K), float64, differentiable in x_t."""

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from dlib.schedules import Schedule, sigma_of_t
+from dlib.schedules import Schedule, alpha_bar_of_t
 from dlib.utils import append_dims
 
 CONVENTIONS = ("uncond", "cond")
@@ -73,7 +73,7 @@ def classifier_guidance(eps_model: Callable, log_prob: Callable, sched: Schedule
 
     ``log_prob(x_t, t, y)`` returns log p(y | x_t, t) per example, shape (B,): for a noise-conditional
     classifier, ``log_softmax(classifier(x_t, t), -1)[range(B), y]``. ``t`` may be fractional (ODE
-    samplers); alpha_bar then follows ``schedules.sigma_of_t``. ``y`` is not passed to ``eps_model``.
+    samplers); alpha_bar then follows ``schedules.alpha_bar_of_t``. ``y`` is not passed to ``eps_model``.
     """
 
     def guided(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, **cond) -> torch.Tensor:
@@ -81,7 +81,7 @@ def classifier_guidance(eps_model: Callable, log_prob: Callable, sched: Schedule
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(log_prob(x, t, y).sum(), x)
-        alpha_bar = 1 / (1 + sigma_of_t(sched, t.double().cpu()) ** 2)
+        alpha_bar = alpha_bar_of_t(sched, t.double().cpu())
         scale_t = append_dims((1 - alpha_bar).sqrt(), x_t.ndim).to(x_t.device, x_t.dtype)
         return eps - scale * scale_t * grad
 

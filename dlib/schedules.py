@@ -111,6 +111,11 @@ def sigma_of_t(sched: Schedule, t) -> torch.Tensor:
     return (log_table[lo] + (t - lo) * (log_table[lo + 1] - log_table[lo])).exp()
 
 
+def alpha_bar_of_t(sched: Schedule, t) -> torch.Tensor:
+    """alpha_bar at a fractional index t, float64: 1 / (1 + sigma^2) with sigma from ``sigma_of_t``."""
+    return 1 / (1 + sigma_of_t(sched, t) ** 2)
+
+
 def check_t(t: torch.Tensor, T: int) -> None:
     """Raise a clear error unless ``t`` is an integer tensor with 0 <= t <= T-1."""
     if not isinstance(t, torch.Tensor):

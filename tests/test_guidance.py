@@ -90,7 +90,7 @@ def test_classifier_free_guidance_is_classifier_guidance_with_the_implicit_class
     y = torch.randint(0, 3, (48,), generator=gen)
     for t_val, w in ((100, 0.5), (600, 3.0), (950, 7.0)):
         t = torch.full((48,), t_val)
-        cfg = guidance.classifier_free(data.eps, w, {"y": torch.tensor([3])}, convention="cond")
+        cfg = guidance.classifier_free(data.eps, w, {"y": torch.tensor([data.null_label])}, convention="cond")
         cg = guidance.classifier_guidance(data.eps, data.log_prob, SCHED, scale=1 + w)
         torch.testing.assert_close(cfg(x, t, y=y), cg(x, t, y=y), rtol=1e-7, atol=1e-9)
 
