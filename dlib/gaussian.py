@@ -13,18 +13,27 @@ from collections.abc import Callable
 
 import torch
 
-from dlib.schedules import Schedule, alpha_bar_of_t, sigmas
+from dlib.denoiser import PREDICTIONS, VP, Denoiser, Prediction, Process, edm_coefs
+from dlib.schedules import Schedule, alpha_bar_of_t
 from dlib.utils import append_dims
 
 
-def gaussian_eps(x_t: torch.Tensor, alpha_bar_t, mu: float, s2: float) -> torch.Tensor:
-    """E[eps | x_t] for x_0 ~ N(mu, s2 I): sqrt(1 - alpha_bar) (x_t - sqrt(alpha_bar) mu) / (alpha_bar s2 + 1 - alpha_bar).
+def gaussian_posterior(x: torch.Tensor, a, b, mu: float, s2: float) -> Prediction:
+    """E[x_0 | x] and E[eps | x] for x = a x_0 + b eps, x_0 ~ N(mu, s2 I), in float64, returned in x's dtype:
 
-    Computed in float64, returned in x_t's dtype. ``alpha_bar_t`` is a float or broadcastable tensor.
-    """
-    a = torch.as_tensor(alpha_bar_t, dtype=torch.float64, device=x_t.device)
-    eps = (1 - a).sqrt() * (x_t.double() - a.sqrt() * mu) / (a * s2 + 1 - a)
-    return eps.to(x_t.dtype)
+        E[x_0 | x] = mu + a s2 (x - a mu) / (a^2 s2 + b^2),     E[eps | x] = b (x - a mu) / (a^2 s2 + b^2).
+
+    Finite at pure noise (a = 0: the data mean and x / b). ``a`` and ``b`` are floats or tensors
+    broadcastable to x."""
+    a, b = (torch.as_tensor(c, dtype=torch.float64, device=x.device) for c in (a, b))
+    r = (x.double() - a * mu) / (a**2 * s2 + b**2)
+    return Prediction((mu + a * s2 * r).to(x.dtype), (b * r).to(x.dtype))
+
+
+def gaussian_eps(x_t: torch.Tensor, alpha_bar_t, mu: float, s2: float) -> torch.Tensor:
+    """E[eps | x_t] for x_0 ~ N(mu, s2 I) on a VP process: ``gaussian_posterior`` with a = sqrt(alpha_bar)."""
+    ab = torch.as_tensor(alpha_bar_t, dtype=torch.float64, device=x_t.device)
+    return gaussian_posterior(x_t, ab.sqrt(), (1 - ab).sqrt(), mu, s2).eps
 
 
 def gaussian_eps_model(sched: Schedule, mu: float, s2: float) -> Callable:
@@ -37,18 +46,47 @@ def gaussian_eps_model(sched: Schedule, mu: float, s2: float) -> Callable:
     return eps_model
 
 
-def gaussian_ode_endpoint(sched: Schedule, x_T: torch.Tensor, mu: float, s2: float) -> torch.Tensor:
-    """Where every sampler's ODE lands, in closed form, for N(mu, s2 I) data and x_T at t = T-1.
+def gaussian_denoiser(process: Process, prediction: str, mu: float, s2: float, sigma_data: float = 0.5) -> Denoiser:
+    """The exact network for N(mu, s2 I) data in any parameterisation, wrapped as a Denoiser: its output is
+    E[eps | x] (eps), E[x_0 | x] (x_0), a E[eps] - b E[x_0] (v), E[eps] - E[x_0] (flow), -E[eps] / b (score),
+    or EDM's F = (E[x_0] - c_skip x_bar) / c_out (edm). Every sampler must reach the same ODE endpoint from each."""
 
-    In sigma space the flow is x_bar(sigma) - mu = (x_bar(sigma_max) - mu) sqrt((s2 + sigma^2) / (s2 + sigma_max^2)).
-    Solve it from sigma(T-1) to sigma(0), then take the samplers' common last step to sigma = 0,
-    x_0 = x_bar - sigma(0) eps_hat = mu + (x_bar - mu) s2 / (s2 + sigma(0)^2). float64.
+    def net(x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        sigma = append_dims(process.sigma_of_time(time.double()), x.ndim).to(x.device)
+        a, b = process.coefs(sigma)
+        if prediction == "edm":
+            c_skip, c_out, c_in = edm_coefs(sigma, sigma_data)
+            x_bar = x / c_in
+            return ((gaussian_posterior(a * x_bar, a, b, mu, s2).x_0 - c_skip * x_bar) / c_out).to(x.dtype)
+        post = gaussian_posterior(x, a, b, mu, s2)
+        out = {
+            "eps": post.eps,
+            "x_0": post.x_0,
+            "v": a * post.eps - b * post.x_0,
+            "flow": post.eps - post.x_0,
+            "score": -post.eps / b,
+        }[prediction]
+        return out.to(x.dtype)
+
+    if prediction not in (*PREDICTIONS, "edm"):
+        raise ValueError(f"prediction must be one of {(*PREDICTIONS, 'edm')}, got {prediction!r}")
+    return Denoiser(net, prediction, process, sigma_data)
+
+
+def gaussian_ode_endpoint(process: Process | Schedule, x_T: torch.Tensor, mu: float, s2: float) -> torch.Tensor:
+    """Where every sampler's ODE lands, in closed form, for N(mu, s2 I) data and x_T at the process's
+    largest sigma (pure noise included). float64.
+
+    In sigma space the flow keeps z = (x_bar - mu) / sqrt(s2 + sigma^2) constant; from x_T,
+    z = (x_T - a mu) / sqrt(a^2 s2 + b^2). Solve to the smallest sigma, then take the samplers' common
+    last step to sigma = 0, x_0 = x_0_hat: mu + z s2 / sqrt(s2 + sigma_min^2) (exactly mu + z sqrt(s2)
+    for a flow, which ends at sigma = 0).
     """
-    table = sigmas(sched)
-    s_min, s_max = table[0].item(), table[-1].item()
-    x_bar_T = x_T.double() * (1 + s_max**2) ** 0.5
-    x_bar = mu + (x_bar_T - mu) * ((s2 + s_min**2) / (s2 + s_max**2)) ** 0.5
-    return mu + (x_bar - mu) * s2 / (s2 + s_min**2)
+    process = VP(process) if isinstance(process, Schedule) else process
+    s_min, s_max = process.sigma_range
+    a, b = (c.item() for c in process.coefs(s_max))
+    z = (x_T.double() - a * mu) / (a**2 * s2 + b**2) ** 0.5
+    return mu + z * s2 / (s2 + s_min**2) ** 0.5
 
 
 class GaussianMixture:

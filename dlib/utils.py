@@ -21,6 +21,17 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def check_finite(x: torch.Tensor, where: str) -> torch.Tensor:
+    """``x`` if every entry is finite, else a clear error (one device sync: call it once, on a result)."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        raise FloatingPointError(
+            f"{where} produced {int(bad.sum())} non-finite values (NaN or inf) out of {x.numel()}: check the starting "
+            "noise x_T for NaN or inf, and the model (a diverged network, or a prediction type that does not match)"
+        )
+    return x
+
+
 def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard normal noise shaped like ``x``, drawn on the generator's device, moved to ``x``'s.
 

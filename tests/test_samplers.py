@@ -235,7 +235,7 @@ def test_every_sampler_shares_the_signature_and_calls_back(name, gen):
 
     fn = samplers.SAMPLERS[name]
     params = inspect.signature(fn).parameters
-    assert list(params)[:4] == ["eps_model", "x_T", "sched", "steps"]
+    assert list(params)[:4] == ["model", "x_T", "sched", "steps"]
     assert params["generator"].kind == params["callback"].kind == inspect.Parameter.KEYWORD_ONLY
     sched = S.linear(100)
     seen = []

@@ -1,39 +1,28 @@
 """Samplers: the reverse process p, as pure functions with one shared signature.
 
-    sample_X(eps_model, x_T, sched, steps, *, ..., generator=None, callback=None, **cond) -> x_0
+    sample_X(model, x_T, sched=None, steps, *, ..., generator=None, callback=None, **cond) -> x_0
 
-x_T ~ N(0, I) is the state at t = T-1; every sampler ends at alpha_bar = 1 (the data). No object
-carries state between calls. Each per-step rule is its own pure function so that a notebook can
-derive it and a test can feed it fixed noise. ``callback(dict(i=, t=, x=, x_0_hat=))`` sees every
-step (x on the x_t scale; sigma-space samplers add ``sigma``). Derived in notebook 05.
+``model`` is an eps-model callable with its ``sched`` (a ``Schedule``), or a ``dlib.denoiser.Denoiser``
+of any parameterisation (eps, x_0, v, flow velocity, EDM) on any process (VP, Flow, VE), which
+knows its own process (``sched`` omitted). x_T is the process's state at the first noise level
+(N(0, I) for VP and the flow, N(0, sigma_max^2 I) for VE); every sampler ends at the data and raises
+if its result is not finite. No object carries state between calls. Each per-step rule is its own
+pure function so that a notebook can derive it and a test can feed it fixed noise.
+``callback(dict(i=, t=, x=, x_0_hat=))`` sees every step (x on the process's own scale; sigma-space
+samplers add ``sigma``). Derived in notebook 05.
 
-    discrete     sample_ddpm, sample_ddim, ddim_invert         on integer time indices
-    sigma        sample_pf_ode (RK45), sample_euler, sample_heun   in sigma = sqrt((1 - alpha_bar) / alpha_bar)
+    grid         timesteps, sigma_grid, karras_sigmas                where the network is evaluated
+    discrete     sample_ddpm, sample_ddim, ddim_invert               on the integer indices of a VP schedule
+    sigma        sample_euler, sample_heun, sample_pf_ode (RK45)     the probability-flow ODE in sigma
     dpm_solver   sample_dpm_solver: DPM-Solver 1-3, DPM-Solver++ 2M/3M, in lambda = -log sigma
+    sde          sample_sde (reverse SDE, Euler-Maruyama), sample_consistency (notebooks 11-12)
 """
 
-from dlib.samplers.discrete import (
-    SPACINGS,
-    alpha_bar_grid,
-    ddim_invert,
-    ddim_step,
-    ddpm_step,
-    sample_ddim,
-    sample_ddpm,
-    timesteps,
-)
+from dlib.samplers.discrete import ddim_invert, ddim_step, ddpm_step, sample_ddim, sample_ddpm
 from dlib.samplers.dpm_solver import dpm_solver_pp_step, dpm_solver_step, sample_dpm_solver
-from dlib.samplers.sigma import (
-    SIGMA_SPACINGS,
-    eps_at_sigma,
-    euler_step,
-    heun_step,
-    karras_sigmas,
-    sample_euler,
-    sample_heun,
-    sample_pf_ode,
-    sigma_grid,
-)
+from dlib.samplers.grid import SIGMA_SPACINGS, SPACINGS, alpha_bar_grid, karras_sigmas, sigma_grid, timesteps
+from dlib.samplers.sde import sample_consistency, sample_sde, sde_step
+from dlib.samplers.sigma import denoise, euler_step, heun_step, sample_euler, sample_heun, sample_pf_ode
 
 SAMPLERS = {
     "ddpm": sample_ddpm,
@@ -42,6 +31,8 @@ SAMPLERS = {
     "dpm_solver": sample_dpm_solver,
     "euler": sample_euler,
     "heun": sample_heun,
+    "sde": sample_sde,
+    "consistency": sample_consistency,
 }
 
 __all__ = [
@@ -52,18 +43,21 @@ __all__ = [
     "ddim_invert",
     "ddim_step",
     "ddpm_step",
+    "denoise",
     "dpm_solver_pp_step",
     "dpm_solver_step",
-    "eps_at_sigma",
     "euler_step",
     "heun_step",
     "karras_sigmas",
+    "sample_consistency",
     "sample_ddim",
     "sample_ddpm",
     "sample_dpm_solver",
     "sample_euler",
     "sample_heun",
     "sample_pf_ode",
+    "sample_sde",
+    "sde_step",
     "sigma_grid",
     "timesteps",
 ]

@@ -11,57 +11,24 @@ from collections.abc import Callable
 
 import torch
 
+from dlib.denoiser import VP, Denoiser, as_denoiser
 from dlib.forward import eps_from_x0, posterior_coefs, x0_from_eps
-from dlib.schedules import Schedule
-from dlib.utils import randn_like
-
-SPACINGS = ("leading", "trailing", "linspace", "quadratic")
-
-
-def timesteps(T: int, steps: int, spacing: str = "trailing") -> torch.Tensor:
-    """The descending time indices a sampler visits, shape (steps,), each in [0, T-1].
-
-    leading:   0, T//steps, 2 T//steps, ...   (DDIM paper, diffusers' default; never reaches T-1)
-    trailing:  T-1, T-1-T/steps, ...          (Lin et al. 2023: start at the noisiest step; the default)
-    linspace:  round(linspace(0, T-1, steps)) (both ends: the last call is spent at t = 0)
-    quadratic: floor(linspace(0, sqrt(0.8 T), steps)^2), the DDIM paper's CIFAR-10 choice
-    """
-    if not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an integer with 1 <= steps <= T = {T}, got {steps!r}")
-    if spacing == "leading":
-        ts = torch.arange(steps) * (T // steps)
-    elif spacing == "trailing":
-        ts = (torch.arange(T, 0, -T / steps, dtype=torch.float64).round() - 1).flip(0)
-    elif spacing == "linspace":
-        ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round()
-    elif spacing == "quadratic":
-        ts = (torch.linspace(0, (0.8 * T) ** 0.5, steps, dtype=torch.float64) ** 2).floor()
-    else:
-        raise ValueError(f"unknown spacing {spacing!r}; expected one of {SPACINGS}")
-    ts = ts.long().flip(0)
-    if len(torch.unique(ts)) != steps:
-        raise ValueError(f"spacing {spacing!r} gives repeated time indices for T={T}, steps={steps}")
-    return ts
+from dlib.samplers.grid import alpha_bar_grid, timesteps
+from dlib.schedules import sigmas
+from dlib.utils import check_finite, randn_like
 
 
-def alpha_bar_grid(sched: Schedule, ts: torch.Tensor) -> list[float]:
-    """alpha_bar at each visited index in float64, followed by 1.0 (the data): len(ts) + 1 floats.
-
-    Raises a clear error at a zero-terminal-SNR start, where an eps-prediction says nothing about x_0.
-    """
-    alpha_bar = sched.float64()["alpha_bar"][ts.cpu()].tolist() + [1.0]
-    if alpha_bar[0] == 0:
+def vp_grid(den: Denoiser, steps: int, spacing: str) -> tuple[list[int], list[float], list[float]]:
+    """The visited indices, alpha_bar at each followed by 1.0 (the data), and sigma at each: DDPM and DDIM
+    walk the integer indices of a discrete VP schedule."""
+    if not isinstance(den.process, VP):
         raise ValueError(
-            "the first sampled step has alpha_bar = 0 (zero terminal SNR): x_0 cannot be recovered from an "
-            "eps-prediction there; start one step later or use a v- or x_0-model"
+            f"DDPM and DDIM step between the integer indices of a discrete VP schedule; {den.process} has none: use "
+            "sample_euler (Euler in sigma is DDIM) or sample_sde (the reverse SDE) instead"
         )
-    return alpha_bar
-
-
-def call_model(eps_model: Callable, x: torch.Tensor, t, cond: dict) -> torch.Tensor:
-    """eps_model(x, t) with t broadcast to shape (B,): long for an integer index, float otherwise."""
-    dtype = torch.long if float(t).is_integer() else torch.float32
-    return eps_model(x, torch.full((x.shape[0],), t, device=x.device, dtype=dtype), **cond)
+    sched = den.process.sched
+    ts = timesteps(sched.T, sched.T if steps is None else steps, spacing)
+    return ts.tolist(), alpha_bar_grid(sched, ts), sigmas(sched)[ts].tolist()
 
 
 def ddpm_step(
@@ -73,13 +40,15 @@ def ddpm_step(
     *,
     variance: str = "fixed_small",
     clip_x0: bool = False,
+    x_0_hat: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ancestral step x_t -> x_prev ~ p(x_prev | x_t) (DDPM Algorithm 2, respacing allowed).
 
     Mean: the posterior mean q(x_prev | x_t, x_0 = x_0_hat). Variance: beta_tilde ("fixed_small")
     or beta ("fixed_large") of the jump from alpha_bar_t to alpha_bar_prev. Returns (x_prev, x_0_hat).
+    ``x_0_hat`` defaults to the one implied by eps_hat; a denoiser passes its own (defined at alpha_bar = 0 too).
     """
-    x_0_hat = x0_from_eps(x_t, eps_hat, alpha_bar_t)
+    x_0_hat = x0_from_eps(x_t, eps_hat, alpha_bar_t) if x_0_hat is None else x_0_hat
     if clip_x0:
         x_0_hat = x_0_hat.clamp(-1, 1)
     coef_x0, coef_xt, var = posterior_coefs(alpha_bar_t, alpha_bar_prev)
@@ -104,6 +73,7 @@ def ddim_step(
     noise: torch.Tensor | None = None,
     *,
     clip_x0: bool = False,
+    x_0_hat: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step (Song et al. 2021, eq. 12): returns (x_prev, x_0_hat).
 
@@ -112,10 +82,12 @@ def ddim_step(
     deterministic; eta = 1 has the variance of DDPM's fixed_small. Works in either direction:
     with alpha_bar_prev < alpha_bar_t and eta = 0 it is one step of DDIM inversion.
     With ``clip_x0``, eps_hat is re-derived from the clipped x_0_hat so both stay consistent.
+    With eta = 0 this is ``sigma.euler_step`` in x_bar = x_t / sqrt(alpha_bar) and sigma (tested): Euler on
+    the probability-flow ODE. ``x_0_hat`` as in ``ddpm_step``.
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta}")
-    x_0_hat = x0_from_eps(x_t, eps_hat, alpha_bar_t)
+    x_0_hat = x0_from_eps(x_t, eps_hat, alpha_bar_t) if x_0_hat is None else x_0_hat
     if clip_x0:
         x_0_hat = x_0_hat.clamp(-1, 1)
         eps_hat = eps_from_x0(x_t, x_0_hat, alpha_bar_t)
@@ -129,9 +101,9 @@ def ddim_step(
 
 @torch.no_grad()
 def sample_ddpm(
-    eps_model: Callable,
+    model: Callable,
     x_T: torch.Tensor,
-    sched: Schedule,
+    sched=None,
     steps: int | None = None,
     *,
     spacing: str = "trailing",
@@ -143,24 +115,27 @@ def sample_ddpm(
 ) -> torch.Tensor:
     """Ancestral sampling from x_T ~ N(0, I) (DDPM Algorithm 2). ``steps=None`` visits all T steps;
     fewer steps jump between the chosen time indices with the respaced betas (Nichol & Dhariwal 2021,
-    sec. 4). No noise is added on the last step. One network call per step."""
-    ts = timesteps(sched.T, steps or sched.T, spacing)
-    alpha_bar = alpha_bar_grid(sched, ts)
+    sec. 4). No noise is added on the last step. One network call per step. ``model`` is an eps-model
+    with its ``sched``, or a ``Denoiser`` of any parameterisation on a VP process."""
+    den = as_denoiser(model, sched)
+    ts, alpha_bar, sig = vp_grid(den, steps, spacing)
     x = x_T
-    for i, t in enumerate(ts.tolist()):
-        eps_hat = call_model(eps_model, x, t, cond)
+    for i, t in enumerate(ts):
+        pred = den(x, sig[i], t, **cond)
         noise = None if i + 1 == len(ts) else randn_like(x, generator)
-        x, x_0_hat = ddpm_step(x, eps_hat, alpha_bar[i], alpha_bar[i + 1], noise, variance=variance, clip_x0=clip_x0)
+        x, x_0_hat = ddpm_step(
+            x, pred.eps, alpha_bar[i], alpha_bar[i + 1], noise, variance=variance, clip_x0=clip_x0, x_0_hat=pred.x_0
+        )
         if callback:
             callback(dict(i=i, t=t, x=x, x_0_hat=x_0_hat))
-    return x
+    return check_finite(x, "sample_ddpm")
 
 
 @torch.no_grad()
 def sample_ddim(
-    eps_model: Callable,
+    model: Callable,
     x_T: torch.Tensor,
-    sched: Schedule,
+    sched=None,
     steps: int = 50,
     *,
     eta: float = 0.0,
@@ -172,24 +147,26 @@ def sample_ddim(
 ) -> torch.Tensor:
     """DDIM sampling (Song et al. 2021): ``steps`` network calls, any eta in [0, 1]. eta = 0 is
     a deterministic map x_T -> x_0 (the probability-flow ODE solved by Euler's method in sigma);
-    eta = 1 is DDPM with fixed_small variance on the same time indices."""
-    ts = timesteps(sched.T, steps, spacing)
-    alpha_bar = alpha_bar_grid(sched, ts)
+    eta = 1 is DDPM with fixed_small variance on the same time indices. ``model`` as in ``sample_ddpm``."""
+    den = as_denoiser(model, sched)
+    ts, alpha_bar, sig = vp_grid(den, steps, spacing)
     x = x_T
-    for i, t in enumerate(ts.tolist()):
-        eps_hat = call_model(eps_model, x, t, cond)
+    for i, t in enumerate(ts):
+        pred = den(x, sig[i], t, **cond)
         noise = randn_like(x, generator) if eta > 0 and i + 1 < len(ts) else None
-        x, x_0_hat = ddim_step(x, eps_hat, alpha_bar[i], alpha_bar[i + 1], eta, noise, clip_x0=clip_x0)
+        x, x_0_hat = ddim_step(
+            x, pred.eps, alpha_bar[i], alpha_bar[i + 1], eta, noise, clip_x0=clip_x0, x_0_hat=pred.x_0
+        )
         if callback:
             callback(dict(i=i, t=t, x=x, x_0_hat=x_0_hat))
-    return x
+    return check_finite(x, "sample_ddim")
 
 
 @torch.no_grad()
 def ddim_invert(
-    eps_model: Callable,
+    model: Callable,
     x_0: torch.Tensor,
-    sched: Schedule,
+    sched=None,
     steps: int = 50,
     *,
     spacing: str = "trailing",
@@ -200,13 +177,15 @@ def ddim_invert(
     ``sample_ddim(..., steps, spacing=spacing)`` visits, so that sampling from the result gives x_0
     back up to the discretisation error. Each step evaluates the model at the less noisy end (the
     only point known), which is where the error comes from (Mokady et al. 2023)."""
-    ts = timesteps(sched.T, steps, spacing).flip(0)  # ascending
-    alpha_bar = alpha_bar_grid(sched, ts.flip(0))[::-1]  # 1.0 (the data), then ascending noise
-    x, ts = x_0, ts.tolist()
+    den = as_denoiser(model, sched)
+    ts, alpha_bar, sig = (v[::-1] for v in vp_grid(den, steps, spacing))  # ascending; alpha_bar starts at 1.0
+    x = x_0
     for i, t in enumerate(ts):
-        # the model is called where x is: at the previous index (the first jump, from the data, uses ts[0])
-        eps_hat = call_model(eps_model, x, ts[max(i - 1, 0)], cond)
-        x, x_0_hat = ddim_step(x, eps_hat, alpha_bar[i], alpha_bar[i + 1])
+        j = max(
+            i - 1, 0
+        )  # the model is called where x is: at the previous index (the first jump, from the data, uses ts[0])
+        pred = den(x, sig[j], ts[j], **cond)
+        x, x_0_hat = ddim_step(x, pred.eps, alpha_bar[i], alpha_bar[i + 1], x_0_hat=pred.x_0 if i else x)
         if callback:
             callback(dict(i=i, t=t, x=x, x_0_hat=x_0_hat))
-    return x
+    return check_finite(x, "ddim_invert")

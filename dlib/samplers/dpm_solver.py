@@ -19,8 +19,10 @@ from collections.abc import Callable
 
 import torch
 
-from dlib.samplers.sigma import eps_at_sigma, sigma_grid, t_of_sigma
-from dlib.schedules import Schedule
+from dlib.denoiser import as_denoiser
+from dlib.samplers.grid import sigma_grid
+from dlib.samplers.sigma import denoise, start, to_x
+from dlib.utils import check_finite
 
 
 def dpm_solver_step(
@@ -85,51 +87,53 @@ def dpm_solver_pp_step(
 
 @torch.no_grad()
 def sample_dpm_solver(
-    eps_model: Callable,
+    model: Callable,
     x_T: torch.Tensor,
-    sched: Schedule,
+    sched=None,
     steps: int = 20,
     *,
     order: int = 2,
     plus: bool = True,
-    spacing: str = "trailing",
+    spacing: str | None = None,
     generator: torch.Generator | None = None,
     callback: Callable[[dict], None] | None = None,
     **cond,
 ) -> torch.Tensor:
     """DPM-Solver++ (``plus=True``, multistep, orders 1-3: 2M and 3M) or DPM-Solver (``plus=False``,
-    singlestep, orders 1-3) on the noise levels ``sigma_grid(sched, steps, spacing)``, ending at sigma = 0.
+    singlestep, orders 1-3) on the noise levels ``sigma_grid(process, steps, spacing)`` (default: trailing
+    indices for VP, the process's own spacing otherwise), ending at sigma = 0.
 
     Network calls: DPM-Solver++ makes one per step (``steps``). Multistep warms up with lower orders
     on its first steps, and, as in the reference code, takes the last step (to sigma = 0, where h is
     infinite) at first order, and with fewer than 15 steps the one before at most second order.
     Singlestep DPM-Solver-k spends k calls on every step but the last: order (steps - 1) + 1.
-    Deterministic; ``generator`` is accepted for the shared signature and unused.
+    From pure noise (sigma = inf) the first step is ``sigma.start``'s. Deterministic; ``generator`` is
+    accepted for the shared signature and unused.
     """
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    sig, ts = sigma_grid(sched, steps, spacing)  # sig ends with 0.0, the data
-    x = x_T * math.sqrt(1 + sig[0] ** 2)
+    den = as_denoiser(model, sched)
+    sig, ts = sigma_grid(den.process, steps, spacing, default="trailing")  # sig ends with 0.0, the data
+    x, i0 = start(den, x_T, sig, ts, cond, callback)
 
     def eps_fn(x_bar, sigma):
-        return eps_at_sigma(eps_model, x_bar, sigma, t_of_sigma(sched, sigma).item(), cond)
+        return denoise(den, x_bar, sigma, None, cond).eps
 
     x_0_hats: list[torch.Tensor] = []
-    for i, t in enumerate(ts):
+    for i in range(i0, steps):
         sigma, sigma_next = sig[i], sig[i + 1]
-        eps_hat = eps_at_sigma(eps_model, x, sigma, t, cond)
-        x_0_hat = x - sigma * eps_hat
+        pred = denoise(den, x, sigma, ts[i], cond)
         if plus:
-            x_0_hats.insert(0, x_0_hat)
+            x_0_hats.insert(0, pred.x_0)
             del x_0_hats[order:]
-            k = min(order, i + 1)  # warm-up: only i + 1 predictions exist
+            k = min(order, len(x_0_hats))  # warm-up: only so many predictions exist
             if i == steps - 1:
                 k = 1
             elif i == steps - 2 and steps < 15:
                 k = min(k, 2)
             x = dpm_solver_pp_step(x, x_0_hats, sig[i::-1], sigma_next, k)
         else:
-            x = dpm_solver_step(eps_fn, x, eps_hat, sigma, sigma_next, order)
+            x = dpm_solver_step(eps_fn, x, pred.eps, sigma, sigma_next, order)
         if callback:
-            callback(dict(i=i, t=t, sigma=sigma, x=x / math.sqrt(1 + sigma_next**2), x_0_hat=x_0_hat))
-    return x
+            callback(dict(i=i, t=ts[i], sigma=sigma, x=to_x(den, x, sigma_next), x_0_hat=pred.x_0))
+    return check_finite(x, "sample_dpm_solver")

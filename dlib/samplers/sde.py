@@ -1,0 +1,95 @@
+"""Stochastic samplers in sigma space: the reverse-time SDE (Euler-Maruyama) and multistep consistency
+sampling. Derived in notebooks 11 (the SDE view) and 12 (consistency models).
+
+In the scaled state x_bar = x / s = x_0 + sigma eps every process of ``dlib.denoiser`` (VP, VE, the flow)
+is the variance-exploding one, so one reverse SDE serves them all (Song et al. 2021, eq. 6; Karras et al.
+2022, eq. 6): with the score grad log p(x_bar) = -eps_hat / sigma,
+
+    d x_bar = -d[sigma^2] grad log p(x_bar) + sqrt(d[sigma^2]) dw      (run from sigma_max down to 0)
+
+Its Euler-Maruyama step from sigma to sigma_next < sigma (Song et al.'s reverse-diffusion predictor):
+
+    x_bar_next = x_bar - (sigma^2 - sigma_next^2) / sigma * eps_hat + sqrt(sigma^2 - sigma_next^2) z
+
+Its drift is twice the probability-flow ODE's (d x_bar = eps_hat d sigma): half of it undoes the noise
+the SDE injects. The last step, to sigma = 0, is the denoising step x_0_hat, as in DDPM.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from dlib.denoiser import as_denoiser
+from dlib.samplers.grid import sigma_grid
+from dlib.samplers.sigma import denoise, start, to_x
+from dlib.utils import check_finite, randn_like
+
+
+def sde_step(
+    x_bar: torch.Tensor, eps_hat: torch.Tensor, sigma: float, sigma_next: float, noise: torch.Tensor
+) -> torch.Tensor:
+    """One Euler-Maruyama step of the reverse SDE from sigma to sigma_next (see the module docstring)."""
+    jump = sigma**2 - sigma_next**2
+    return x_bar - jump / sigma * eps_hat + math.sqrt(jump) * noise
+
+
+@torch.no_grad()
+def sample_sde(
+    model: Callable,
+    x_T: torch.Tensor,
+    sched=None,
+    steps: int = 100,
+    *,
+    spacing: str | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callable[[dict], None] | None = None,
+    **cond,
+) -> torch.Tensor:
+    """The reverse SDE by Euler-Maruyama on ``sigma_grid(process, steps, spacing)`` (default: Karras sigmas
+    for VP and VE, uniform t for a flow): ``steps`` network calls, the last one a plain denoising step.
+    First order in the step (weak order 1): it needs more steps than the ODE solvers."""
+    den = as_denoiser(model, sched)
+    sig, ts = sigma_grid(den.process, steps, spacing)
+    x, i0 = start(den, x_T, sig, ts, cond, callback)
+    for i in range(i0, steps):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        pred = denoise(den, x, sigma, ts[i], cond)
+        x = pred.x_0 if sigma_next == 0 else sde_step(x, pred.eps, sigma, sigma_next, randn_like(x, generator))
+        if callback:
+            callback(dict(i=i, t=ts[i], sigma=sigma, x=to_x(den, x, sigma_next), x_0_hat=pred.x_0))
+    return check_finite(x, "sample_sde")
+
+
+@torch.no_grad()
+def sample_consistency(
+    model: Callable,
+    x_T: torch.Tensor,
+    sched=None,
+    steps: int = 1,
+    *,
+    spacing: str | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callable[[dict], None] | None = None,
+    **cond,
+) -> torch.Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): jump to x_0_hat in one network
+    call, then re-noise it to the next level of ``sigma_grid`` with fresh noise and jump again; ``steps``
+    calls. ``model`` is a consistency model (an x_0-predictor, ``Denoiser(net, "x_0", process)``); with a
+    diffusion model's denoiser the same loop is a (poor) few-step sampler. The fresh noise is scaled by
+    sqrt(sigma^2 - sigma_min^2), since x_0_hat already sits at the smallest trained level sigma_min."""
+    den = as_denoiser(model, sched)
+    sig, ts = sigma_grid(den.process, steps, spacing)
+    s_min = den.process.sigma_range[0]
+    x = x_T  # the network's own state at sig[0] (pure noise included)
+    for i in range(steps):
+        pred = den(x, sig[i], ts[i], **cond)
+        sigma_next = sig[i + 1]
+        x = pred.x_0
+        if sigma_next > 0:
+            x = to_x(den, x + math.sqrt(max(sigma_next**2 - s_min**2, 0.0)) * randn_like(x, generator), sigma_next)
+        if callback:
+            callback(dict(i=i, t=ts[i], sigma=sig[i], x=x, x_0_hat=pred.x_0))
+    return check_finite(x, "sample_consistency")
