@@ -76,6 +76,22 @@ def posterior_coefs(alpha_bar_t, alpha_bar_prev, beta_t=None) -> tuple[torch.Ten
     return beta * a_prev.sqrt() / (1 - a), (1 - a_prev) * (1 - beta).sqrt() / (1 - a), (1 - a_prev) / (1 - a) * beta
 
 
+VARIANCES = ("fixed_small", "fixed_large")
+
+
+def p_variance(alpha_bar_t, alpha_bar_prev, variance: str = "fixed_small", beta_t=None) -> torch.Tensor:
+    """The variance of the reverse step p(x_prev | x_t) (DDPM sec. 3.2): the posterior's beta_tilde
+    ("fixed_small", the lower bound for deterministic data) or the jump's beta ("fixed_large", the upper
+    bound for N(0, I) data), between any two noise levels; float64."""
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+    var_tilde = posterior_coefs(alpha_bar_t, alpha_bar_prev, beta_t)[2]
+    if variance == "fixed_small":
+        return var_tilde
+    a, a_prev = (torch.as_tensor(v, dtype=torch.float64) for v in (alpha_bar_t, alpha_bar_prev))
+    return 1 - a / a_prev if beta_t is None else torch.as_tensor(beta_t, dtype=torch.float64)
+
+
 # --- eps <-> x_0 <-> v. alpha_bar_t is a float or a tensor broadcastable to x_t. ---
 
 
@@ -144,8 +160,6 @@ def vlb_terms(
     p's mean is the posterior mean at x_0_hat = x0_from_eps(x_t, eps_hat); its variance is
     beta_tilde_t ("fixed_small") or beta_t ("fixed_large"), as in DDPM section 3.2.
     """
-    if variance not in ("fixed_small", "fixed_large"):
-        raise ValueError(f"variance must be 'fixed_small' or 'fixed_large', got {variance!r}")
     B, T, n = x_0.shape[0], sched.T, x_0.ndim
     if T < 2:
         raise ValueError("vlb_terms needs T >= 2")
@@ -159,9 +173,8 @@ def vlb_terms(
 
     # beta_tilde at t = 0 is 0; like improved-diffusion, use beta_tilde_1 as the decoder variance.
     s64 = sched.float64()
-    var_tilde = posterior_coefs(s64["alpha_bar"], s64["alpha_bar_prev"], s64["betas"])[2]
-    p_var = (var_tilde.clone() if variance == "fixed_small" else s64["betas"].clone()).to(x_0.dtype)
-    p_var[0] = var_tilde[1]
+    p_var = p_variance(s64["alpha_bar"], s64["alpha_bar_prev"], variance, s64["betas"]).to(x_0.dtype)
+    p_var[0] = posterior_coefs(s64["alpha_bar"][1], s64["alpha_bar_prev"][1], s64["betas"][1])[2]
 
     terms = torch.empty(B, T, device=x_0.device)
     for i in range(T):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from dlib.denoiser import VP, Denoiser, as_denoiser
-from dlib.forward import eps_from_x0, posterior_coefs, x0_from_eps
+from dlib.forward import eps_from_x0, p_variance, posterior_coefs, x0_from_eps
 from dlib.samplers.grid import alpha_bar_grid, timesteps
 from dlib.schedules import sigmas
 from dlib.utils import check_finite, randn_like
@@ -51,13 +51,8 @@ def ddpm_step(
     x_0_hat = x0_from_eps(x_t, eps_hat, alpha_bar_t) if x_0_hat is None else x_0_hat
     if clip_x0:
         x_0_hat = x_0_hat.clamp(-1, 1)
-    coef_x0, coef_xt, var = posterior_coefs(alpha_bar_t, alpha_bar_prev)
-    if variance == "fixed_large":
-        var = 1 - torch.as_tensor(alpha_bar_t, dtype=torch.float64) / torch.as_tensor(
-            alpha_bar_prev, dtype=torch.float64
-        )
-    elif variance != "fixed_small":
-        raise ValueError(f"variance must be 'fixed_small' or 'fixed_large', got {variance!r}")
+    coef_x0, coef_xt, _ = posterior_coefs(alpha_bar_t, alpha_bar_prev)
+    var = p_variance(alpha_bar_t, alpha_bar_prev, variance)
     x_prev = coef_x0 * x_0_hat + coef_xt * x_t
     if noise is not None:
         x_prev = x_prev + var.sqrt() * noise
