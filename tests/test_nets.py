@@ -178,3 +178,104 @@ def test_null_text_is_the_unconditional_prompt_at_any_length():
         prompt = torch.randn(3, 4, 6)
         assert (m(x, t, context=prompt) - plain).abs().max() > 1e-3  # a prompt does change the output
     assert m.null_context.requires_grad  # learned
+
+
+@pytest.mark.parametrize("condition", ["none", "class", "text"])
+def test_rgb_32_unet_runs_forward_and_backward(condition):
+    """Channels and image size come from the config: a 3-channel 32x32 U-Net with attention at the lowest level."""
+    torch.manual_seed(0)
+    extra = {"class": dict(num_classes=10), "text": dict(context_dim=12)}.get(condition, {})
+    cfg = nets.UNetConfig(
+        in_channels=3, base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), **extra
+    )
+    m = nets.UNet(cfg)
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([0, 999])
+    cond = {"none": {}, "class": dict(y=torch.tensor([3, 10])), "text": dict(context=torch.randn(2, 5, 12))}[condition]
+    out = m(x, t, **cond)
+    assert out.shape == (2, 3, 32, 32)
+    out.pow(2).mean().backward()
+    assert m.conv_in.weight.grad is not None and m.conv_in.weight.grad.shape == (16, 3, 3, 3)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in m.parameters())
+    with pytest.raises(ValueError, match=r"x_t must be \(B, 3, H, W\).*got \(2, 1, 32, 32\)"):
+        m(torch.randn(2, 1, 32, 32), t)
+
+
+def test_unet_out_channels_differ_from_in_channels():
+    m = nets.UNet(nets.UNetConfig(in_channels=3, out_channels=6, base_channels=8, num_res_blocks=1))
+    assert m(torch.randn(2, 3, 32, 32), torch.tensor([1, 2])).shape == (2, 6, 32, 32)
+
+
+def test_classifiers_on_rgb_32_images():
+    torch.manual_seed(0)
+    x, t = torch.randn(4, 3, 32, 32), torch.tensor([0, 10, 500, 999])
+    c = nets.Classifier(in_channels=3, image_size=32, num_classes=7, feature_dim=64)
+    assert c(x).shape == (4, 7) and c.features(x).shape == (4, c.feature_dim) == (4, 64)
+    noisy = nets.NoisyClassifier(in_channels=3, image_size=32, num_classes=7, width=16)
+    logits = noisy(x, t)
+    assert logits.shape == (4, 7) and noisy.features(x, t).shape == (4, noisy.feature_dim) == (4, 32)
+    logits.logsumexp(1).sum().backward()  # classifier guidance needs d log p(y | x_t) / d x_t through it
+    assert noisy.conv_in.weight.grad.shape == (16, 3, 3, 3)
+    # the head is the last layer applied to the features
+    torch.testing.assert_close(noisy.head[-1](noisy.features(x, t)), logits)
+    torch.testing.assert_close(c.head(c.features(x)), c(x))
+
+
+def test_classifiers_reject_images_they_were_not_built_for():
+    c, noisy = nets.Classifier(), nets.NoisyClassifier()
+    with pytest.raises(ValueError, match=r"expects images of shape \(B, 1, 28, 28\), got \(2, 3, 28, 28\)"):
+        c(torch.randn(2, 3, 28, 28))
+    with pytest.raises(ValueError, match=r"expects images of shape \(B, 1, 28, 28\), got \(2, 1, 32, 32\)"):
+        c.features(torch.randn(2, 1, 32, 32))  # padded MNIST would silently shift the FID features
+    with pytest.raises(ValueError, match=r"expects images of shape \(B, 1, 28, 28\), got \(2, 1, 32, 32\)"):
+        noisy(torch.randn(2, 1, 32, 32), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"t must have shape \(B,\) = \(2,\), got \(1,\)"):
+        noisy(torch.randn(2, 1, 28, 28), torch.tensor([1]))
+    with pytest.raises(ValueError, match="image_size must be a multiple of 4 and >= 16, got 30"):
+        nets.Classifier(image_size=30)
+    with pytest.raises(ValueError, match="in_channels >= 1 and num_classes >= 2, got 0 and 10"):
+        nets.NoisyClassifier(in_channels=0)
+    with pytest.raises(TypeError):
+        nets.Classifier(10)  # keyword-only: a positional 10 must not silently become a channel count
+
+
+def test_mlp_denoiser_takes_the_data_dimension():
+    m = nets.MLPDenoiser(dim=3, hidden=16, layers=2)
+    assert m(torch.randn(5, 3), torch.arange(5), y=None).shape == (5, 3)  # conditioning keywords are ignored
+    with pytest.raises(ValueError, match=r"\(B, dim=3\), got \(5, 2\)"):
+        m(torch.randn(5, 2), torch.arange(5))
+    with pytest.raises(ValueError, match=r"t must have shape \(B,\) = \(5,\)"):
+        m(torch.randn(5, 3), torch.arange(4))
+
+
+def test_package_layout_and_reexports():
+    from dlib.nets import blocks, classifiers, small, unet
+
+    assert nets.UNet is unet.UNet and nets.AttnStack is unet.AttnStack and nets.UNetConfig is unet.UNetConfig
+    assert nets.ResBlock is blocks.ResBlock and nets.timestep_embedding is blocks.timestep_embedding
+    assert nets.MLPDenoiser is small.MLPDenoiser
+    assert nets.Classifier is classifiers.Classifier and nets.NoisyClassifier is classifiers.NoisyClassifier
+    assert all(hasattr(nets, name) for name in nets.__all__)
+
+
+SHIPPED = [
+    ("mnist-unet", "UNet"),
+    ("mnist-classifier", "Classifier"),
+    ("fashion-classifier", "Classifier"),
+    ("mnist-noisy-classifier", "NoisyClassifier"),
+    ("mnist-cond-unet", "UNet"),
+    ("fashion-cond-unet", "UNet"),
+    ("mnist-text-unet", "UNet"),
+]
+
+
+@pytest.mark.parametrize("name,kind", SHIPPED)
+def test_every_shipped_model_still_loads(name, kind):
+    """The default constructor arguments rebuild the shipped architectures exactly (strict=True loading)."""
+    import dlib
+
+    model, _, _ = dlib.load_pretrained(name)
+    assert type(model).__name__ == kind
+    x, t = torch.zeros(2, 1, 28, 28), torch.tensor([0, 500])
+    with torch.no_grad():
+        out = model(x) if kind == "Classifier" else model(x, t)
+    assert out.shape == ((2, 10) if "Classifier" in kind else x.shape)
