@@ -4,6 +4,10 @@ Images come back as float32 tensors (N, 1, H, W) scaled to [-1, 1] (0 -> -1, 255
 as int64 (N,). Every file in ``data/`` is listed in ``data/MANIFEST.sha256`` (the format of
 ``sha256sum``, so ``cd data && sha256sum -c MANIFEST.sha256`` checks them too) and verified the
 first time it is read in a process. Nothing is downloaded.
+
+A file over the repository's 20 MB per-file limit ships in byte-range parts ``NAME.part1``,
+``NAME.part2``, ... with ``NAME.sha256`` holding the whole file's published sha256 (see
+``verified_bytes``); ``cat NAME.part1 NAME.part2 > NAME`` rebuilds the published file.
 """
 
 from __future__ import annotations
@@ -92,17 +96,42 @@ def _verify(root: str, relative: str) -> Path:
     return path
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """Read a gzipped IDX file (the MNIST format: magic, dims, then uint8 data)."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
+def verified_bytes(relative: str, root: Path | None = None) -> bytes:
+    """The bytes of a shipped file, checked against the manifest; a file stored in parts is reassembled.
+
+    When the manifest lists ``NAME.part1``, ``NAME.part2``, ... instead of ``NAME``, each part is
+    verified like any shipped file, then their concatenation is checked against the published
+    sha256 kept in ``NAME.sha256`` (itself listed in the manifest, in ``sha256sum`` format).
+    """
+    root = root or data_dir()
+    manifest = read_manifest(root)
+    parts: list[str] = []
+    while f"{relative}.part{len(parts) + 1}" in manifest:
+        parts.append(f"{relative}.part{len(parts) + 1}")
+    if relative in manifest or not parts:
+        return verified_path(relative, root).read_bytes()
+    note = f"{relative}.sha256"
+    published = verified_path(note, root).read_text().split()[0]
+    blob = b"".join(verified_path(part, root).read_bytes() for part in parts)
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != published:
+        raise DataError(
+            f"{relative} reassembled from {', '.join(parts)} has sha256 {actual}, not the published {published} "
+            f"in {note}; restore them with `git checkout -- data/{MANIFEST} data/{relative}.*`"
+        )
+    return blob
+
+
+def _read_idx(relative: str) -> np.ndarray:
+    """Read a verified gzipped IDX file (the MNIST format: magic, dims, then uint8 data)."""
+    raw = gzip.decompress(verified_bytes(relative))
     ndim = raw[3]
     if raw[:3] != b"\x00\x00\x08" or ndim not in (1, 3):
-        raise DataError(f"{path} is not an IDX file of unsigned bytes (header {raw[:4].hex()})")
+        raise DataError(f"{relative} is not an IDX file of unsigned bytes (header {raw[:4].hex()})")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != math.prod(shape):
-        raise DataError(f"{path} is truncated: header says {shape}, found {data.size} values")
+        raise DataError(f"{relative} is truncated: header says {shape}, found {data.size} values")
     return data.reshape(shape)
 
 
@@ -119,8 +148,8 @@ def load_images(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
     prefix = f"{DATASETS[name]}/{SPLITS[split]}"
-    images = _read_idx(verified_path(f"{prefix}-images-idx3-ubyte.gz"))
-    labels = _read_idx(verified_path(f"{prefix}-labels-idx1-ubyte.gz"))
+    images = _read_idx(f"{prefix}-images-idx3-ubyte.gz")
+    labels = _read_idx(f"{prefix}-labels-idx1-ubyte.gz")
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     x = torch.from_numpy(images.copy()).float().div(127.5).sub(1.0).unsqueeze(1)  # (N, 1, 28, 28)

@@ -1,9 +1,16 @@
+import hashlib
 import shutil
 
 import pytest
 import torch
 
 from dlib import data
+
+FASHION_TRAIN = "fashion-mnist/train-images-idx3-ubyte.gz"  # 26 MB, shipped in two parts under 20 MB
+PUBLISHED_SHA256 = "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"  # of the published file
+# the decoded uint8 pixels (60000 x 28 x 28, row-major), recorded from the published file before it was split
+PIXELS_SHA256 = "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012"
+PIXELS_SUM = 3_431_114_169
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
@@ -61,6 +68,56 @@ def test_missing_file_and_bad_names(tmp_path, monkeypatch):
         data.load_images("cifar10")
     with pytest.raises(ValueError, match="unknown split 'val'"):
         data.load_images("mnist", "val")
+
+
+def test_split_file_reassembles_to_the_published_bytes():
+    root, manifest = data.data_dir(), data.read_manifest()
+    parts = [f"{FASHION_TRAIN}.part1", f"{FASHION_TRAIN}.part2"]
+    assert FASHION_TRAIN not in manifest and not (root / FASHION_TRAIN).exists()
+    assert all(p in manifest and (root / p).stat().st_size < 20_000_000 for p in parts)
+    assert f"{FASHION_TRAIN}.part3" not in manifest
+    whole = b"".join((root / p).read_bytes() for p in parts)  # what `cat part1 part2 > file` gives
+    assert hashlib.sha256(whole).hexdigest() == PUBLISHED_SHA256
+    assert (root / f"{FASHION_TRAIN}.sha256").read_text().split() == [PUBLISHED_SHA256, FASHION_TRAIN.split("/")[1]]
+    assert data.verified_bytes(FASHION_TRAIN) == whole
+
+
+def test_fashion_train_images_decode_as_before():
+    x, y = data.load_images("fashion-mnist", "train")
+    assert x.shape == (60_000, 1, 28, 28) and y.shape == (60_000,)
+    pixels = ((x + 1) * 127.5).round().to(torch.uint8)  # exact inverse of the loader's scaling
+    assert int(pixels.sum(dtype=torch.int64)) == PIXELS_SUM
+    assert hashlib.sha256(pixels.numpy().tobytes()).hexdigest() == PIXELS_SHA256
+
+
+def test_corrupt_or_missing_part_is_named(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    (root / "fashion-mnist").mkdir(parents=True)
+    names = [f"{FASHION_TRAIN}.part1", f"{FASHION_TRAIN}.part2", f"{FASHION_TRAIN}.sha256"]
+    manifest = {k: data.read_manifest()[k] for k in names}
+    for k in names:
+        shutil.copy(data.data_dir() / k, root / k)
+    (root / data.MANIFEST).write_text("".join(f"{v}  {k}\n" for k, v in manifest.items()))
+    monkeypatch.setenv("DLIB_DATA", str(root))
+    part2 = root / names[1]
+    raw = bytearray(part2.read_bytes())
+    raw[1000] ^= 0xFF
+    part2.write_bytes(bytes(raw))
+    with pytest.raises(data.DataError, match=r"corrupt data file .*train-images-idx3-ubyte\.gz\.part2.*git checkout"):
+        data.load_images("fashion-mnist", "train")
+    # parts that match a tampered manifest still fail the published hash of the whole file
+    manifest[names[1]] = data.sha256(part2)
+    (root / data.MANIFEST).write_text("".join(f"{v}  {k}\n" for k, v in manifest.items()))
+    data._verify.cache_clear()
+    with pytest.raises(
+        data.DataError,
+        match=f"reassembled from .*part2 has sha256 .*not the published {PUBLISHED_SHA256}.*git checkout",
+    ):
+        data.load_images("fashion-mnist", "train")
+    part2.unlink()
+    data._verify.cache_clear()  # verification is cached per process; start afresh after deleting a file
+    with pytest.raises(data.DataError, match=r"missing data file .*train-images-idx3-ubyte\.gz\.part2.*git checkout"):
+        data.load_images("fashion-mnist", "train")
 
 
 @pytest.mark.parametrize("name", sorted(data.TOYS))
