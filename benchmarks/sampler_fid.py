@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 
 from dlib import data, samplers
-from dlib.checkpoint import hardware
+from dlib.checkpoint import hardware, load_pretrained
 from dlib.metrics import extract_features, fid_with_spread
-from dlib.train import load_pretrained
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "sampler_fid"

@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 from dlib import samplers
-from dlib.checkpoint import hardware
-from dlib.train import load_pretrained
+from dlib.checkpoint import hardware, load_pretrained
 
 SAMPLERS = {  # name -> call(eps_model, x_T, sched, generator)
     "ddpm, 20 steps": lambda m, x, s, g: samplers.sample_ddpm(m, x, s, 20, generator=g),

@@ -24,7 +24,7 @@ import torch
 
 from dlib.checkpoint import hardware
 from dlib.nets import UNet
-from dlib.train import RECIPES
+from dlib.recipes import RECIPES
 
 
 def diffusers_unet(cfg):

@@ -30,8 +30,10 @@ Index convention: the paper counts t = 1..T with x_0 the data. Here ``t = 0`` is
 noise level* (the paper's t = 1), exactly as diffusers' ``DDPMScheduler`` does, so
 ``sched.betas[t]`` is the paper's beta_{t+1}. Data is always called ``x_0``.
 
-Data flows one way: data -> schedules -> forward -> nets -> train -> samplers -> guidance ->
-metrics. No module imports one to its right.
+Data flows one way: data -> schedules -> forward -> nets -> losses -> conditioning -> config
+(TrainConfig, build_model) -> checkpoint (state I/O, load_pretrained) -> train (the loop) ->
+samplers -> guidance -> metrics, with recipes, the training CLI and evaluate on top. No module
+imports one to its right.
 """
 
 from dlib import data, exercises, forward, schedules
@@ -41,8 +43,8 @@ from dlib.utils import append_dims, default_device
 
 
 def load_pretrained(name: str, device="cpu"):
-    """A shipped model by name: (model, schedule or None, card). See dlib.train.load_pretrained."""
-    from dlib.train import load_pretrained as _load
+    """A shipped model by name: (model, schedule or None, card). See dlib.checkpoint.load_pretrained."""
+    from dlib.checkpoint import load_pretrained as _load
 
     return _load(name, device)
 

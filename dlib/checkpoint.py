@@ -5,11 +5,12 @@ Two kinds of files:
   RNG states and step, enough to resume a killed run exactly;
 - a *shipped model* (``data/models/NAME.safetensors`` + ``NAME.json``): the EMA weights and a card
   (config, recipe, steps, wall time, hardware, metrics), listed with its sha256 in
-  ``data/MANIFEST.sha256``. Nothing is ever unpickled.
+  ``data/MANIFEST.sha256``, loaded by ``load_pretrained(NAME)``. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import platform
@@ -21,7 +22,9 @@ import torch
 from safetensors.torch import load_file, save
 
 from dlib import data
+from dlib.config import build_model, config_from_dict
 from dlib.data import DataError
+from dlib.schedules import Schedule, get_schedule
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -95,6 +98,38 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+# --- training state: everything a killed run needs to resume exactly ---
+
+
+def save_state(run_dir: Path, model, ema, opt, gen: torch.Generator, card: dict) -> None:
+    """Write ``run_dir/state.safetensors`` (model, EMA, optimiser, RNG states) and ``card.json`` atomically;
+    the card names the state's sha256, so a state and a card from different moments never pass as one."""
+    opt_tensors, opt_meta = optimizer_to_tensors(opt)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    tensors |= opt_tensors | {"rng.torch": torch.get_rng_state(), "rng.gen": gen.get_state()}
+    atomic_save_tensors(tensors, run_dir / "state.safetensors")
+    card = card | {"optimizer": opt_meta, "state_sha256": data.sha256(run_dir / "state.safetensors")}
+    atomic_save_json(card, run_dir / "card.json")
+
+
+def load_state(run_dir: Path, model, ema, opt, gen: torch.Generator) -> dict:
+    """Load what ``save_state`` wrote into model, EMA, optimiser and RNGs; return the card. A state whose
+    sha256 does not match its card raises DataError."""
+    card = json.loads((run_dir / "card.json").read_text())
+    path = run_dir / "state.safetensors"
+    if data.sha256(path) != card["state_sha256"]:
+        raise DataError(f"{path} does not match the sha256 in {run_dir / 'card.json'}: the checkpoint is corrupt")
+    tensors = load_file(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    optimizer_from_tensors(opt, {k: v for k, v in tensors.items() if k.startswith("optim.")}, card.pop("optimizer"))
+    torch.set_rng_state(tensors["rng.torch"])
+    gen.set_state(tensors["rng.gen"])
+    card.pop("state_sha256")
+    return card
+
+
 # --- shipped models ---
 
 
@@ -132,8 +167,22 @@ def relist(root: Path, relative_paths: list[str]) -> None:
     data._verify.cache_clear()
 
 
+def shipped_models(root: Path | None = None) -> list[str]:
+    """The names of the models listed in the manifest (``models/NAME.json``), sorted."""
+    manifest = data.read_manifest(root)
+    return sorted(
+        rel[len("models/") : -len(".json")] for rel in manifest if rel.startswith("models/") and rel.endswith(".json")
+    )
+
+
 def read_card(name: str, root: Path | None = None) -> dict:
-    """The JSON card of a shipped model, after verifying its sha256."""
+    """The JSON card of a shipped model, after verifying its sha256. An unknown name raises ValueError
+    listing the shipped models and the closest name."""
+    known = shipped_models(root)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown model name {name!r}: the shipped models are {', '.join(known) or 'none'}{hint}")
     return json.loads(data.verified_path(f"models/{name}.json", root).read_text())
 
 
@@ -144,3 +193,20 @@ def load_state_dict(name: str, root: Path | None = None) -> tuple[dict[str, torc
     if data.sha256(path) != card.get("weights_sha256"):
         raise DataError(f"models/{name}.safetensors does not match the weights_sha256 in its card {name}.json")
     return load_file(path), card
+
+
+def load_pretrained(name: str, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Schedule | None, dict]:
+    """A shipped model from ``data/models``: (model in eval mode, its Schedule or None, its card).
+
+    The weights and card are checked against the sha256 manifest and against each other; the
+    model is rebuilt from the card's config and loaded with ``strict=True``. Nothing is unpickled.
+    """
+    state, card = load_state_dict(name)
+    cfg = config_from_dict(card["config"])
+    model = build_model(cfg, card.get("image_shape"))  # cards written before it was recorded: the defaults
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise DataError(f"models/{name}.safetensors does not fit the architecture in its card: {e}") from e
+    sched = get_schedule(cfg.schedule, cfg.T) if cfg.kind != "classifier" else None
+    return model.to(device).eval(), sched, card

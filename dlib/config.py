@@ -1,0 +1,130 @@
+"""A training run's configuration, and what is built from it: the model, the loss, the batch's conditioning, the data.
+
+``TrainConfig`` is plain data: a commented dataclass, written into every training state and model
+card as JSON (``config_to_dict``) and read back from it (``config_from_dict``), so a checkpoint
+rebuilds its own network (``build_model``). The named configurations live in ``dlib.recipes``; the
+loop that runs one is ``dlib.train``. Derived in notebook 04.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from dlib import data
+from dlib.conditioning import TextCondition, drop_labels
+from dlib.forward import PREDICTIONS
+from dlib.losses import ONE_PROCESS, WEIGHTINGS, ClassifierLoss, DiffusionLoss, NoisyClassifierLoss, Shard
+from dlib.nets import Classifier, MLPDenoiser, NoisyClassifier, UNet, UNetConfig
+from dlib.schedules import Schedule
+
+KINDS = ("diffusion", "classifier", "noisy-classifier")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclass
+class TrainConfig:
+    name: str = "run"  # run folder under out_dir, and the exported model's name
+    kind: str = "diffusion"  # one of KINDS: an eps/x_0/v model, a classifier of clean images, or of (x_t, t)
+    dataset: str = "mnist"  # "mnist", "fashion-mnist", or a 2D toy name from dlib.data.TOYS
+    pad_to_32: bool = False  # pad 28x28 images to 32x32 (needed for 3 downsamplings)
+    limit: int | None = None  # use only the first `limit` training examples
+    unet: UNetConfig = field(default_factory=UNetConfig)  # ignored for 2D toys (MLPDenoiser) and classifiers
+    schedule: str = "linear"
+    T: int = 1000
+    prediction: str = "eps"  # "eps", "x_0" or "v": what the network outputs (see notebook 04)
+    weighting: str = "none"  # "none" or "min_snr": per-noise-level loss weights (dlib.losses.min_snr_weight)
+    snr_gamma: float = 5.0  # gamma of the min-SNR weighting (Hang et al. 2023 recommend 5)
+    steps: int = 10_000  # global batches (optimiser steps), whatever the number of processes
+    batch_size: int = 128  # the global batch: under torchrun each of N processes takes batch_size / N
+    lr: float = 1e-3
+    warmup: int = 200  # linear learning-rate warm-up steps (Adam's early updates are noisy)
+    lr_schedule: str = "constant"  # after warm-up: "constant", or "cosine" / "linear" decay to 0 at `steps`
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # clip the global gradient norm; diffusion losses have rare huge-gradient batches
+    ema_decay: float = 0.999  # EMA of the weights: samples come from the EMA model
+    p_uncond: float = 0.1  # class-conditional U-Nets: share of labels replaced by "no label" (classifier-free guidance)
+    amp: bool = True  # bfloat16 autocast on CUDA; ignored on the CPU
+    progressive: tuple[
+        tuple[float, int], ...
+    ] = ()  # ((0.0, 16), (0.5, 32)): from that fraction of steps on, train at that size
+    multiscale: tuple[float, ...] = ()  # e.g. (0.5, 1.0): average the loss over these image scales
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 200
+    out_dir: str = "runs"
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("kind", KINDS),
+            ("prediction", PREDICTIONS),
+            ("weighting", WEIGHTINGS),
+            ("lr_schedule", LR_SCHEDULES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """The inverse of ``config_to_dict``; a field the dict lacks (added after it was written) takes its default."""
+    d = dict(d)
+    d["unet"] = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["unet"].items()})
+    d["progressive"] = tuple(tuple(p) for p in d.get("progressive", ()))
+    d["multiscale"] = tuple(d.get("multiscale", ()))
+    return TrainConfig(**d)
+
+
+def build_model(cfg: TrainConfig, image_shape: tuple[int, ...] | None = None) -> torch.nn.Module:
+    """The untrained network of a run: a classifier, the 2D toys' MLP, or the U-Net of ``cfg.unet``.
+
+    ``image_shape`` (C, H, W) of the training images sizes the classifiers (the cards record it;
+    without it they take their defaults); the U-Net is convolutional and takes channels from ``cfg.unet``.
+    """
+    if cfg.kind in ("classifier", "noisy-classifier"):
+        size = {} if image_shape is None else {"in_channels": image_shape[0], "image_size": image_shape[-1]}
+        return (Classifier if cfg.kind == "classifier" else NoisyClassifier)(**size)
+    if cfg.dataset in data.TOYS:
+        return MLPDenoiser()
+    return UNet(cfg.unet)
+
+
+def build_loss(cfg: TrainConfig, sched: Schedule, shard: Shard = ONE_PROCESS) -> Callable:
+    """The run's objective, ``loss(model, x_0, generator, **cond)`` (``dlib.losses``), on ``sched``'s device."""
+    if cfg.kind == "classifier":
+        return ClassifierLoss()
+    if cfg.kind == "noisy-classifier":
+        return NoisyClassifierLoss(sched, shard=shard)
+    return DiffusionLoss(sched, cfg.prediction, cfg.weighting, cfg.snr_gamma, scales=cfg.multiscale, shard=shard)
+
+
+def build_condition(cfg: TrainConfig, x_all: torch.Tensor, device: torch.device) -> Callable[..., dict]:
+    """``condition(model, x, y, gen) -> dict``: the keywords a batch's loss takes (``dlib.losses``).
+
+    Classifiers get their targets ``y``; a class-conditional U-Net its labels with a share ``p_uncond``
+    dropped; a text-conditional one encoded captions (``TextCondition``); anything else nothing.
+    """
+    if cfg.kind != "diffusion":
+        return lambda model, x, y, gen: {"y": y}
+    if cfg.dataset in data.TOYS:
+        return lambda model, x, y, gen: {}
+    if cfg.unet.context_dim:
+        return TextCondition(cfg.dataset, cfg.p_uncond, x_all, device)
+    if cfg.unet.num_classes:
+        return lambda model, x, y, gen: {"y": drop_labels(y, cfg.p_uncond, cfg.unet.num_classes, gen)}
+    return lambda model, x, y, gen: {}
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """All training examples (N, ...) and labels (N,) on the CPU: images (N, C, H, W), or 2D toy points (N, 2)."""
+    if cfg.dataset in data.TOYS:
+        x = data.toy_2d(cfg.dataset, cfg.limit or 100_000, seed=cfg.seed)
+        return x, torch.zeros(len(x), dtype=torch.long)
+    return data.load_images(cfg.dataset, "train", pad_to_32=cfg.pad_to_32, limit=cfg.limit)

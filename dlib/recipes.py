@@ -1,0 +1,93 @@
+"""The named training configurations: every shipped model and every test run comes from one.
+
+    python -m dlib.train --recipe NAME [--steps N] [--export] [key=value ...]
+
+A shipped model's card records its recipe's config, and a test checks that the two still agree, so
+``RECIPES[name]`` retrains exactly the shipped weights' setup. ``TrainConfig`` and ``build_model``
+live lower down, in ``dlib.config``, so that ``dlib.checkpoint`` can rebuild a network from a card.
+"""
+
+from __future__ import annotations
+
+from dlib.config import TrainConfig, build_model
+from dlib.nets import UNetConfig
+
+__all__ = ["RECIPES", "TrainConfig", "build_model"]
+
+
+def _unet(**kw) -> UNetConfig:
+    return UNetConfig(**kw)
+
+
+RECIPES: dict[str, TrainConfig] = {
+    # The shipped unconditional MNIST model: 1.2M parameters, one residual block per level, attention
+    # only at 7x7 (and in the middle) where it is cheap. 2200 steps (4.7 epochs) took 85 minutes on one
+    # busy CPU core; the learning rate is constant after warm-up, so a longer run (steps=...) simply
+    # continues this one and resumes from its checkpoint.
+    "mnist-unet": TrainConfig(
+        name="mnist-unet", steps=2200, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
+    # Notebook 06 (conditioning): the same U-Net with a label embedding (null label 10, dropped 10% of
+    # the time for classifier-free guidance), and a classifier of noisy images for classifier guidance.
+    # 1500 steps each (3.2 epochs), about 55 minutes on one CPU core; the learning rate is constant
+    # after warm-up, so steps=N continues a run.
+    "mnist-cond-unet": TrainConfig(
+        name="mnist-cond-unet", steps=1500, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), num_classes=10),
+    ),
+    "fashion-cond-unet": TrainConfig(
+        name="fashion-cond-unet", dataset="fashion-mnist", steps=1500, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), num_classes=10),
+    ),
+    # The text-conditional U-Net: the same network, with cross-attention from the 7x7 and middle
+    # attention blocks to the caption's MiniLM token embeddings (dlib.text), 10% null prompts.
+    "mnist-text-unet": TrainConfig(
+        name="mnist-text-unet", steps=2000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), context_dim=384),
+    ),
+    "mnist-noisy-classifier": TrainConfig(
+        name="mnist-noisy-classifier", kind="noisy-classifier", steps=3000, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
+    ),
+    # Classifiers for FID features, scores and guidance (clean images, no noise).
+    "mnist-classifier": TrainConfig(name="mnist-classifier", kind="classifier", steps=1200, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99),
+    "fashion-classifier": TrainConfig(
+        name="fashion-classifier", kind="classifier", dataset="fashion-mnist", steps=1500, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
+    ),
+    # Seconds-scale recipes for tests and the smoke budget.
+    "toy-2d": TrainConfig(name="toy-2d", dataset="swiss_roll", schedule="cosine", T=100, steps=2000, batch_size=512, lr=3e-3, warmup=50, ema_decay=0.99, log_every=100, ckpt_every=500),
+    "noisy-classifier-tiny": TrainConfig(name="noisy-classifier-tiny", kind="noisy-classifier", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5),
+    "mnist-cond-tiny": TrainConfig(
+        name="mnist-cond-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
+        unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), num_classes=10),
+    ),
+    "mnist-text-tiny": TrainConfig(
+        name="mnist-text-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
+        unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), context_dim=384),
+    ),
+    "mnist-tiny": TrainConfig(
+        name="mnist-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
+        unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,)),
+    ),
+    "mnist-v-tiny": TrainConfig(
+        name="mnist-v-tiny", prediction="v", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
+        unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,)),
+    ),
+    "mnist-x0-tiny": TrainConfig(
+        name="mnist-x0-tiny", prediction="x_0", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
+        unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,)),
+    ),
+    # The same data and network with another target (notebook 04's comparison of parameterisations):
+    # a 16-channel U-Net, 400 steps of batch 64 with a cosine learning-rate decay, a few minutes on a
+    # 2-core CPU. `--sample-every 100` shows the EMA samples of either as they form.
+    "mnist-v-small": TrainConfig(
+        name="mnist-v-small", prediction="v", steps=400, batch_size=64, lr=2e-3, warmup=50, lr_schedule="cosine",
+        log_every=25, ckpt_every=100,
+        unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
+    "mnist-x0-small": TrainConfig(
+        name="mnist-x0-small", prediction="x_0", steps=400, batch_size=64, lr=2e-3, warmup=50, lr_schedule="cosine",
+        log_every=25, ckpt_every=100,
+        unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
+}  # fmt: skip

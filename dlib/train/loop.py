@@ -1,0 +1,160 @@
+"""The training loop: AdamW, warm-up and a learning-rate schedule, clipping, EMA, bf16 on CUDA, exact resume.
+
+Derived in notebook 04. What is trained and on what comes from the config (``dlib.config``: model,
+loss, conditioning, data); the loop only runs it. A run lives in ``runs/NAME/``: ``state.safetensors``
+(model, EMA, optimiser, RNG states) and ``card.json`` (config, step, wall time, hardware, loss log),
+both written atomically every ``ckpt_every`` steps (``dlib.checkpoint``), so a killed run resumes
+where it stopped and ends with the same weights as an uninterrupted one. Under torchrun it runs
+unchanged on several processes (``dlib.train.distributed``). A step makes no host-device sync of
+its own: the loss is summed on the device and read once per ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from dlib import checkpoint
+from dlib.config import (
+    TrainConfig,
+    build_condition,
+    build_loss,
+    build_model,
+    config_from_dict,
+    config_to_dict,
+    load_training_data,
+)
+from dlib.losses import resize
+from dlib.schedules import get_schedule
+from dlib.train import distributed
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to cfg.lr, then ``cfg.lr_schedule``: constant (the EMA does the averaging a decay
+    would, and a longer run simply continues a shorter one), or a cosine or linear decay to 0 at cfg.steps."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+    p = min(1.0, max(0.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))  # progress after warm-up
+    decay = {"constant": 1.0, "cosine": 0.5 * (1 + math.cos(math.pi * p)), "linear": 1.0 - p}
+    return cfg.lr * warm * decay[cfg.lr_schedule]
+
+
+def resolution_at(step: int, cfg: TrainConfig, full: int) -> int:
+    """Progressive training: the image size in force at this step (the study guide's schedule)."""
+    size = full
+    for frac, res in cfg.progressive:
+        if step >= frac * cfg.steps:
+            size = res
+    return size
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay ema + (1 - decay) model, parameter by parameter; buffers are copied."""
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+def _resume(cfg: TrainConfig, run_dir: Path, model, ema, opt, gen) -> dict:
+    card = checkpoint.load_state(run_dir, model, ema, opt, gen)
+    same = {"steps": card["config"]["steps"], "out_dir": card["config"]["out_dir"]}  # may differ on resume
+    if config_to_dict(config_from_dict(card["config"])) != config_to_dict(cfg) | same:  # later fields: defaults
+        raise ValueError(f"{run_dir} was trained with a different config; use another name or --no-resume")
+    card["config"].update(steps=cfg.steps, out_dir=cfg.out_dir)
+    return card
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = True,
+    stop_after: int | None = None,
+    device: torch.device | None = None,
+    on_sample: Callable | None = None,
+    sample_every: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Train (or resume) the run ``cfg.out_dir/cfg.name``; return ``dict(model, ema, card)``.
+
+    ``stop_after`` ends this call after that many steps (the run stays resumable), as a killed
+    process would. ``on_sample(ema, step, run_dir)`` is called every ``sample_every`` steps. Under
+    torchrun every process returns the same model and EMA; only rank 0 writes files and calls on_sample.
+    """
+    with distributed.process_group(device) as (shard, device):
+        return _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, progress)
+
+
+def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, progress) -> dict:
+    if cfg.batch_size % shard.world:
+        raise ValueError(f"batch_size {cfg.batch_size} does not split evenly over {shard.world} processes")
+    main = shard.rank == 0
+    run_dir = Path(cfg.out_dir) / cfg.name
+    torch.manual_seed(cfg.seed)  # dropout and initialisation
+    gen = torch.Generator().manual_seed(cfg.seed)  # data order, t and eps: the same on every process
+    x_all, y_all = load_training_data(cfg)
+    image_shape = list(x_all.shape[1:]) if x_all.ndim == 4 else None  # (C, H, W), from the data
+    if cfg.kind == "diffusion" and image_shape and image_shape[0] != cfg.unet.in_channels:
+        raise ValueError(f"{cfg.dataset} has {image_shape[0]} channels but unet.in_channels is {cfg.unet.in_channels}")
+    net = build_model(cfg, image_shape).to(device)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = get_schedule(cfg.schedule, cfg.T).to(device)
+    card = {"config": config_to_dict(cfg), "step": 0, "wall_time_s": 0.0, "loss_log": [], "hardware": []}
+    if resume and (run_dir / "card.json").exists():
+        card = _resume(cfg, run_dir, net, ema, opt, gen)
+    if image_shape:
+        card["image_shape"] = image_shape  # what load_pretrained builds the network for
+
+    loss_fn, condition = build_loss(cfg, sched, shard), build_condition(cfg, x_all, device)
+    model = distributed.wrap(net, shard, device, find_unused=bool(cfg.kind == "diffusion" and cfg.unet.context_dim))
+    net = model.module if shard.world > 1 else model  # the network itself (BatchNorm converted under DDP)
+    step, start = card["step"], time.perf_counter()
+    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    hardware = checkpoint.hardware() + (f", {shard.world} processes (DDP)" if shard.world > 1 else "")
+    if step < end and hardware not in card["hardware"]:  # only hardware that actually trained
+        card["hardware"].append(hardware)
+    use_amp = cfg.amp and device.type == "cuda"
+    window, window_steps = torch.zeros((), device=device), 0  # the loss summed on the device between logs
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), desc=cfg.name)
+    while step < end:
+        idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)  # the global batch
+        x, y = x_all[idx], y_all[idx]
+        cond = condition(net, x, y, gen)  # drawn for the global batch, like t and eps in the loss
+        x = shard.rows(x).to(device, non_blocking=True)
+        cond = {k: shard.rows(v).to(device, non_blocking=True) for k, v in cond.items()}
+        size = resolution_at(step, cfg, x.shape[-1])
+        if x.ndim == 4 and size != x.shape[-1]:
+            x = resize(x, (size, size))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = loss_fn(model, x, gen, **cond)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        ema_update(ema, net, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        step += 1
+        window, window_steps = window + loss.detach().float(), window_steps + 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == end:
+            mean = distributed.mean_over_processes(window, shard).item() / window_steps  # the one sync per log
+            card["loss_log"].append([step, mean])
+            bar.set_postfix(loss=f"{mean:.4f}")
+            window, window_steps = torch.zeros((), device=device), 0
+        if step % cfg.ckpt_every == 0 or step == end:
+            card.update(step=step, wall_time_s=card["wall_time_s"] + time.perf_counter() - start)
+            start = time.perf_counter()
+            if main:
+                checkpoint.save_state(run_dir, net, ema, opt, gen, card)
+        if main and on_sample and sample_every and step % sample_every == 0:
+            on_sample(ema, step, run_dir)
+    bar.close()
+    return {"model": net, "ema": ema, "card": card}
