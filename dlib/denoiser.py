@@ -84,10 +84,14 @@ class Flow:
     time_scale: float = 1000.0
     default_spacing = "uniform"
 
+    @staticmethod
+    def path(t):
+        """(a, b) = (1 - t, t): the straight path from the data (t = 0) to the noise (t = 1)."""
+        return 1 - t, t
+
     def coefs(self, sigma) -> tuple[torch.Tensor, torch.Tensor]:
-        """(a, b) = (1 - t, t) with t = sigma / (1 + sigma), float64, finite at sigma = inf."""
-        s = _sigma64(sigma)
-        return 1 / (1 + s), 1 / (1 + 1 / s)
+        """(a, b) = ``path(t)`` at t = sigma / (1 + sigma), float64, finite at sigma = inf."""
+        return self.path(1 / (1 + 1 / _sigma64(sigma)))
 
     def time(self, sigma) -> torch.Tensor:
         return self.time_scale * self.coefs(sigma)[1]

@@ -21,34 +21,26 @@ import time
 import torch
 
 from dlib import checkpoint, data
-from dlib.forward import q_sample
-from dlib.guidance import classifier_free
-from dlib.metrics import classifier_fid
+from dlib.checkpoint import load_pretrained
+from dlib.config import build_denoiser, config_from_dict
+from dlib.guidance import guided_samples
+from dlib.metrics import (
+    classifier_fid,
+    noisy_test_accuracy,
+    predictions,
+    share_as_requested,
+    test_accuracy,
+)
 from dlib.plotting import image_grid
-from dlib.samplers import sample_ddpm
-from dlib.train import load_pretrained
+from dlib.samplers import sample_default
 
 
-@torch.no_grad()
-def test_accuracy(model: torch.nn.Module, dataset: str, pad_to_32: bool = False) -> float:
-    return share_as_requested(model, *data.load_images(dataset, "test", pad_to_32=pad_to_32))
-
-
-NOISY_ACCURACY_TS = (0, 100, 250, 500, 750, 999)
-
-
-@torch.no_grad()
-def noisy_test_accuracy(model: torch.nn.Module, sched, dataset: str, ts=NOISY_ACCURACY_TS, seed: int = 0) -> dict:
-    """Accuracy of p(y | x_t, t) on the test set noised to each t (the same noise for every t)."""
-    x, y = data.load_images(dataset, "test")
-    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
-    accuracy = {}
-    for t in ts:
-        t_batch = torch.full((len(x),), t)
-        x_t = q_sample(x, t_batch, sched, eps)
-        logits = torch.cat([model(x_t[i : i + 1000], t_batch[i : i + 1000]) for i in range(0, len(x), 1000)])
-        accuracy[str(t)] = round((logits.argmax(1) == y).float().mean().item(), 4)
-    return accuracy
+def image_shape(card: dict) -> tuple[int, int, int]:
+    """(C, H, W) of the images a shipped model was trained on (cards before it was recorded: MNIST-sized)."""
+    if "image_shape" in card:
+        return tuple(card["image_shape"])
+    size = 32 if card["config"]["pad_to_32"] else 28
+    return (card["config"]["unet"]["in_channels"], size, size)
 
 
 def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batch: int, seed: int) -> dict:
@@ -56,11 +48,11 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
     classifier, _, _ = load_pretrained(classifier_name)
     cfg = card["config"]
     gen = torch.Generator().manual_seed(seed)
-    shape = (1, 32, 32) if cfg["pad_to_32"] else (1, 28, 28)
+    den, shape = build_denoiser(config_from_dict(cfg), model, sched), image_shape(card)
     samples = []
     for i in range(0, n, batch):
         x_T = torch.randn((min(batch, n - i), *shape), generator=gen)
-        samples.append(sample_ddpm(model, x_T, sched, steps, spacing="linspace", generator=gen).clamp(-1, 1))
+        samples.append(sample_default(den, x_T, steps=steps or sched.T, generator=gen).clamp(-1, 1))
         print(f"sampled {i + len(samples[-1])}/{n}", flush=True)
     x_gen = torch.cat(samples)
     if cfg["pad_to_32"]:
@@ -87,34 +79,6 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
 GUIDANCE_WS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
-@torch.no_grad()
-def guided_samples(model, sched, w: float, steps: int, generator: torch.Generator, batch: int = 500, **cond):
-    """DDPM samples (``steps`` respaced steps, linspace) with classifier-free guidance at scale w in the
-    "cond" convention (w = 0: the plain conditional model), for the conditions ``cond`` (each of
-    batch size N). Each step makes one network call on a doubled batch: conditional + unconditional."""
-    null = {"y": torch.tensor([model.cfg.num_classes])} if "y" in cond else model.null_text(1, cond["context"].shape[1])
-    guided = classifier_free(model, w, null, convention="cond")
-    n = len(next(iter(cond.values())))
-    out = []
-    for i in range(0, n, batch):
-        part = {k: v[i : i + batch] for k, v in cond.items()}
-        first = next(iter(part.values()))
-        x_T = torch.randn((len(first), 1, 28, 28), generator=generator).to(first.device)
-        out.append(sample_ddpm(guided, x_T, sched, steps, spacing="linspace", generator=generator, **part))
-    return torch.cat(out).clamp(-1, 1)
-
-
-def predictions(classifier, images: torch.Tensor) -> torch.Tensor:
-    """The classifier's class for each image, (N,), in batches of 1000."""
-    with torch.no_grad():
-        return torch.cat([classifier(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
-
-
-def share_as_requested(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """The share of images the classifier assigns to their label (test accuracy, or fidelity of guided samples)."""
-    return (predictions(classifier, images) == labels.to(images.device)).float().mean().item()
-
-
 def guidance_sweep(name: str, classifier_name: str, ws, n_per_class: int, steps: int, seed: int) -> dict:
     """For each w: share of guided samples the classifier assigns to the requested class, and their
     classifier-feature FID against the test set. Every w starts from the same noise (seed)."""
@@ -122,9 +86,11 @@ def guidance_sweep(name: str, classifier_name: str, ws, n_per_class: int, steps:
     classifier, _, _ = load_pretrained(classifier_name)
     x_test, _ = data.load_images(card["config"]["dataset"], "test")
     labels = torch.arange(10).repeat_interleave(n_per_class)
-    share, fid = [], []
+    share, fid, pred = [], [], card["config"]["prediction"]
     for w in ws:
-        x = guided_samples(model, sched, w, steps, torch.Generator().manual_seed(seed), y=labels)
+        x = guided_samples(
+            model, sched, w, steps, torch.Generator().manual_seed(seed), image_shape(card), prediction=pred, y=labels
+        )
         share.append(round(share_as_requested(classifier, x, labels), 4))
         fid.append(round(classifier_fid(classifier, x, x_test), 2))
         print(f"w={w}: share as requested {share[-1]:.4f}, FID {fid[-1]:.2f}", flush=True)
@@ -156,7 +122,15 @@ def text_prompt_scores(name: str, classifier_name: str, w: float, n_per_prompt: 
         labels = torch.tensor([d for _, d in prompts]).repeat_interleave(n_per_prompt)
         context, mask = encoder(captions)
         x = guided_samples(
-            model, sched, w, steps, torch.Generator().manual_seed(seed), context=context, context_mask=mask
+            model,
+            sched,
+            w,
+            steps,
+            torch.Generator().manual_seed(seed),
+            image_shape(card),
+            prediction=card["config"]["prediction"],
+            context=context,
+            context_mask=mask,
         )
         per_prompt = (predictions(classifier, x) == labels).float().reshape(len(prompts), n_per_prompt).mean(1)
         out[kind] = {

@@ -28,6 +28,8 @@ from collections.abc import Callable
 
 import torch
 
+from dlib.denoiser import VP, Denoiser
+from dlib.samplers import sample_ddpm
 from dlib.schedules import Schedule, alpha_bar_of_t
 from dlib.utils import append_dims
 
@@ -86,3 +88,41 @@ def classifier_guidance(eps_model: Callable, log_prob: Callable, sched: Schedule
         return eps - scale * scale_t * grad
 
     return guided
+
+
+def null_condition(model, cond: dict) -> dict:
+    """The "no condition" of a conditional U-Net for the keys in ``cond``: its null label for ``y``, its learned
+    null prompt for a text ``context`` (as long as the prompts)."""
+    if "y" in cond:
+        return {"y": torch.tensor([model.cfg.num_classes])}
+    if "context" in cond:
+        return model.null_text(1, cond["context"].shape[1])
+    raise ValueError(f"expected a label y or a text context to guide towards, got {sorted(cond)}")
+
+
+@torch.no_grad()
+def guided_samples(
+    model,
+    sched: Schedule,
+    w: float,
+    steps: int,
+    generator: torch.Generator,
+    shape: tuple,
+    batch: int = 500,
+    prediction: str = "eps",
+    **cond,
+) -> torch.Tensor:
+    """DDPM samples (``steps`` respaced steps, linspace) of images of ``shape`` (C, H, W) with classifier-free
+    guidance at scale w in the "cond" convention (w = 0: the plain conditional model), one per entry of
+    the conditions ``cond`` (each of batch size N), in batches of ``batch``, clipped to [-1, 1]. Each
+    step makes one network call on a doubled batch: conditional + unconditional. The combination is
+    affine, so it guides an eps-, x_0- or v-network alike (``prediction``)."""
+    guided = Denoiser(classifier_free(model, w, null_condition(model, cond), convention="cond"), prediction, VP(sched))
+    n = len(next(iter(cond.values())))
+    out = []
+    for i in range(0, n, batch):
+        part = {k: v[i : i + batch] for k, v in cond.items()}
+        first = next(iter(part.values()))
+        x_T = torch.randn((len(first), *shape), generator=generator).to(first.device)
+        out.append(sample_ddpm(guided, x_T, steps=steps, spacing="linspace", generator=generator, **part))
+    return torch.cat(out).clamp(-1, 1)

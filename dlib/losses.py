@@ -27,8 +27,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dlib.denoiser import Flow
 from dlib.forward import PREDICTIONS, l_simple, q_sample
 from dlib.schedules import Schedule
+from dlib.utils import append_dims
 
 WEIGHTINGS = ("none", "min_snr")
 
@@ -149,6 +151,23 @@ class DiffusionLoss:
 
     def __repr__(self) -> str:
         return f"DiffusionLoss({self.sched.name}, {self.prediction!r}, {self.weighting!r}, scales={self.scales})"
+
+
+class FlowMatchingLoss:
+    """Flow matching on the straight path (Lipman et al. 2023, the OT path with sigma_min = 0; Liu et al.
+    2023, rectified flow): t ~ U[0, 1), x_t = (1 - t) x_0 + t eps (``Flow.path``), and the network, told
+    ``time_scale * t``, regresses the velocity u = dx_t / dt = eps - x_0. Sample it with
+    ``Denoiser(net, "flow", Flow())`` (notebook 11)."""
+
+    def __init__(self, process: Flow | None = None, *, shard: Shard = ONE_PROCESS):
+        self.process, self.shard = process or Flow(), shard
+
+    def __call__(self, model, x_0: torch.Tensor, generator: torch.Generator | None = None, **cond) -> torch.Tensor:
+        t = self.shard.rand(x_0, generator)  # (B,)
+        eps = self.shard.randn(x_0, generator)
+        a, b = (append_dims(c, x_0.ndim) for c in self.process.path(t))
+        out = model(a * x_0 + b * eps, self.process.time_scale * t, **cond)
+        return ((out - (eps - x_0)) ** 2).flatten(1).mean(1).mean()
 
 
 def _labels(cond: dict, who: str) -> torch.Tensor:

@@ -90,4 +90,15 @@ RECIPES: dict[str, TrainConfig] = {
         log_every=25, ckpt_every=100,
         unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
+    # Flow matching on the straight path (dlib.losses.FlowMatchingLoss; notebook 11): the same network
+    # regresses the velocity eps - x_0 at t ~ U[0, 1); `schedule` and `T` are unused.
+    "mnist-flow-tiny": TrainConfig(
+        name="mnist-flow-tiny", prediction="flow", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
+        unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,)),
+    ),
+    "mnist-flow-small": TrainConfig(
+        name="mnist-flow-small", prediction="flow", steps=400, batch_size=64, lr=2e-3, warmup=50, lr_schedule="cosine",
+        log_every=25, ckpt_every=100,
+        unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
 }  # fmt: skip

@@ -18,11 +18,22 @@ samplers add ``sigma``). Derived in notebook 05.
     sde          sample_sde (reverse SDE, Euler-Maruyama), sample_consistency (notebooks 11-12)
 """
 
+from dlib.denoiser import VP, as_denoiser
 from dlib.samplers.discrete import ddim_invert, ddim_step, ddpm_step, sample_ddim, sample_ddpm
 from dlib.samplers.dpm_solver import dpm_solver_pp_step, dpm_solver_step, sample_dpm_solver
 from dlib.samplers.grid import SIGMA_SPACINGS, SPACINGS, alpha_bar_grid, karras_sigmas, sigma_grid, timesteps
 from dlib.samplers.sde import sample_consistency, sample_sde, sde_step
 from dlib.samplers.sigma import denoise, euler_step, heun_step, sample_euler, sample_heun, sample_pf_ode
+
+
+def sample_default(model, x_T, sched=None, steps: int = 50, *, generator=None, callback=None, **cond):
+    """The plain stochastic sampler of a model's process: DDPM (linspace steps) on a discrete VP schedule,
+    the reverse SDE (``sample_sde``) on any other process. For training grids and evaluation."""
+    den = as_denoiser(model, sched)
+    if isinstance(den.process, VP):
+        return sample_ddpm(den, x_T, None, steps, spacing="linspace", generator=generator, callback=callback, **cond)
+    return sample_sde(den, x_T, None, steps, generator=generator, callback=callback, **cond)
+
 
 SAMPLERS = {
     "ddpm": sample_ddpm,
@@ -52,6 +63,7 @@ __all__ = [
     "sample_consistency",
     "sample_ddim",
     "sample_ddpm",
+    "sample_default",
     "sample_dpm_solver",
     "sample_euler",
     "sample_heun",

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from dlib import checkpoint, data
-from dlib.config import TrainConfig, config_from_dict, config_to_dict, load_training_data
+from dlib.config import TrainConfig, build_denoiser, config_from_dict, config_to_dict, load_training_data
 from dlib.recipes import RECIPES
 from dlib.train.distributed import is_main_process
 from dlib.train.loop import train
@@ -50,10 +50,10 @@ def parse_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
 
 @torch.no_grad()
 def sample_grid(ema: torch.nn.Module, cfg: TrainConfig, shape: tuple[int, ...], n: int = 64, steps: int = 50):
-    """n EMA samples (n, *shape): DDPM with ``steps`` evenly spaced steps, the network read through its own
-    parameterisation (``cfg.prediction``) by ``dlib.denoiser.Denoiser``. The same noise every call."""
-    from dlib.denoiser import VP, Denoiser
-    from dlib.samplers import sample_ddpm
+    """n EMA samples (n, *shape) by ``samplers.sample_default`` (DDPM on the run's schedule, the reverse SDE
+    for a flow) in ``steps`` steps, the network read through its own parameterisation (``config.build_denoiser``).
+    The same noise every call."""
+    from dlib.samplers import sample_default
     from dlib.schedules import get_schedule
 
     device = next(ema.parameters()).device
@@ -62,7 +62,7 @@ def sample_grid(ema: torch.nn.Module, cfg: TrainConfig, shape: tuple[int, ...], 
     sched = get_schedule(cfg.schedule, cfg.T).to(device)
     was_training = ema.training
     ema.eval()
-    x = sample_ddpm(Denoiser(ema, cfg.prediction, VP(sched)), x_T, steps=steps, spacing="linspace", generator=gen)
+    x = sample_default(build_denoiser(cfg, ema, sched), x_T, steps=steps, generator=gen)
     ema.train(was_training)
     return x
 

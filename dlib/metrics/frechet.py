@@ -1,25 +1,29 @@
-"""Sample-quality metrics. Derived in notebooks 03-04 (first use) and 10 (in depth).
+"""FID: the Frechet distance between Gaussians fitted to features (Heusel et al. 2017). Notebook 10.
 
-FID (Heusel et al. 2017) is the Frechet distance between two Gaussians fitted to features of
-real and generated images:
+Fit N(mu_1, S_1) and N(mu_2, S_2) to two feature sets; the squared Frechet (2-Wasserstein)
+distance between the Gaussians (Dowson & Landau 1982) is
 
     d^2 = ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2}).
 
-The matrix square root: S_1 S_2 is not symmetric, and ``scipy.linalg.sqrtm`` of it can return
-a complex matrix from round-off. Here we use the identity Tr((S_1 S_2)^{1/2}) =
-Tr((S_1^{1/2} S_2 S_1^{1/2})^{1/2}): the inner matrix is symmetric positive semi-definite, so
-its square root comes from a symmetric eigendecomposition with real, non-negative eigenvalues.
+The matrix square root: S_1 S_2 is not symmetric, and ``scipy.linalg.sqrtm`` of it can return a
+complex matrix from round-off (pytorch-fid then drops the imaginary part, torchmetrics takes the
+eigenvalues of S_1 S_2). Here we use Tr((S_1 S_2)^{1/2}) = Tr((S_1^{1/2} S_2 S_1^{1/2})^{1/2}): the
+inner matrix is symmetric positive semi-definite, so its square root comes from a symmetric
+eigendecomposition with real, non-negative eigenvalues. The three agree to float tolerance
+(tests/test_metrics.py). FID is biased upward at small N (notebook 10): compare FIDs at equal N.
 """
 
 from __future__ import annotations
 
 import torch
 
+from dlib.metrics.checks import check_features, check_same_width, warn_if_singular
+
 
 def feature_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
-    if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(f"features must be (N, D) with N >= 2, got {tuple(features.shape)}")
+    """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64. Warns when N <= D."""
+    check_features(features, min_n=2)
+    warn_if_singular(*features.shape)
     f = features.double()
     return f.mean(0), torch.cov(f.T)
 
@@ -30,37 +34,28 @@ def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
 
 
 def frechet_distance(mu_1: torch.Tensor, sigma_1: torch.Tensor, mu_2: torch.Tensor, sigma_2: torch.Tensor) -> float:
-    """Squared Frechet (2-Wasserstein) distance between N(mu_1, sigma_1) and N(mu_2, sigma_2)."""
+    """Squared Frechet (2-Wasserstein) distance between N(mu_1, sigma_1) and N(mu_2, sigma_2).
+
+    mu (D,), sigma (D, D) symmetric positive semi-definite, as from ``feature_stats``."""
     if mu_1.shape != mu_2.shape or sigma_1.shape != sigma_2.shape or sigma_1.shape != (mu_1.shape[0],) * 2:
         raise ValueError(
             f"mismatched statistics: mu {tuple(mu_1.shape)} vs {tuple(mu_2.shape)}, "
             f"sigma {tuple(sigma_1.shape)} vs {tuple(sigma_2.shape)}"
         )
     mu_1, mu_2, sigma_1, sigma_2 = (v.double() for v in (mu_1, mu_2, sigma_1, sigma_2))
+    if not all(bool(torch.isfinite(v).all()) for v in (mu_1, mu_2, sigma_1, sigma_2)):
+        raise ValueError("the statistics hold NaN or inf values: check the features they came from")
     root_1 = _sqrt_psd(sigma_1)
     cross = torch.linalg.eigvalsh(root_1 @ sigma_2 @ root_1).clamp(min=0).sqrt().sum()  # Tr((S1 S2)^{1/2})
     return float((mu_1 - mu_2).pow(2).sum() + torch.trace(sigma_1) + torch.trace(sigma_2) - 2 * cross)
 
 
 def fid_from_features(features_1: torch.Tensor, features_2: torch.Tensor) -> float:
-    """FID between two feature sets (N1, D) and (N2, D)."""
+    """FID between two feature sets (N1, D) and (N2, D) of the same extractor."""
+    check_features(features_1, "features_1", min_n=2)
+    check_features(features_2, "features_2", min_n=2)
+    check_same_width(features_1, features_2)
     return frechet_distance(*feature_stats(features_1), *feature_stats(features_2))
-
-
-@torch.no_grad()
-def extract_features(classifier: torch.nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """``classifier.features`` over images (N, C, H, W) in batches -> (N, D) on the CPU."""
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    return torch.cat(
-        [classifier.features(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
-    )
-
-
-def classifier_fid(classifier: torch.nn.Module, images_1: torch.Tensor, images_2: torch.Tensor) -> float:
-    """FID in the penultimate feature space of a classifier (``classifier.features``), e.g. the
-    shipped MNIST classifier. Comparable only with FIDs measured in the same feature space."""
-    return fid_from_features(extract_features(classifier, images_1), extract_features(classifier, images_2))
 
 
 def fid_with_spread(
@@ -69,6 +64,9 @@ def fid_with_spread(
     """(FID, its bootstrap standard deviation): the generated set resampled with replacement ``n_boot``
     times against fixed reference statistics. The spread says which FID differences the sample size
     can resolve; it does not include FID's upward bias at small n (notebook 10)."""
+    check_features(features_gen, "features_gen", min_n=2)
+    check_features(features_ref, "features_ref", min_n=2)
+    check_same_width(features_gen, features_ref)
     ref = feature_stats(features_ref)
     fid = frechet_distance(*feature_stats(features_gen), *ref)
     n = len(features_gen)
