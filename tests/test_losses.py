@@ -118,3 +118,19 @@ def test_bad_settings_are_named():
         DiffusionLoss(SCHED, "score")
     with pytest.raises(ValueError, match="weighting must be one of"):
         DiffusionLoss(SCHED, "eps", "p2")
+
+
+def test_flow_matching_loss_is_smallest_at_the_exact_velocity():
+    """For Gaussian data the exact flow model E[eps - x_0 | x_t] (dlib.gaussian) minimises the loss; a scaled copy does worse."""
+    from dlib.denoiser import Flow
+    from dlib.gaussian import gaussian_denoiser
+    from dlib.losses import FlowMatchingLoss
+
+    exact = gaussian_denoiser(Flow(), "flow", 0.5, 0.25).net
+    x_0 = 0.5 + 0.5 * torch.randn(50_000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    loss = FlowMatchingLoss()
+    values = {
+        c: loss(lambda x, t, c=c: c * exact(x, t), x_0, torch.Generator().manual_seed(1)).item()
+        for c in (0.9, 1.0, 1.1)
+    }
+    assert values[1.0] < values[0.9] and values[1.0] < values[1.1], values
