@@ -23,6 +23,7 @@ name in code    meaning                                          paper symbol
 ``v``           ``sqrt(alpha_bar) eps - sqrt(1-alpha_bar) x_0``  v (Salimans & Ho)
 ``sigma``       ``sqrt((1-alpha_bar) / alpha_bar)``, ODE samplers  sigma (Karras et al.)
 ``x_bar``       ``x_t / sqrt(alpha_bar) = x_0 + sigma eps``       x (Karras et al.)
+``s, a, b``     x = s (x_0 + sigma eps); a = s, b = s sigma      s(t) (Karras et al.)
 ``lambda``      ``-log(sigma) = log_snr / 2`` (DPM-Solver)        lambda_t (Lu et al.)
 ==============  ===============================================  ====================
 
@@ -30,10 +31,12 @@ Index convention: the paper counts t = 1..T with x_0 the data. Here ``t = 0`` is
 noise level* (the paper's t = 1), exactly as diffusers' ``DDPMScheduler`` does, so
 ``sched.betas[t]`` is the paper's beta_{t+1}. Data is always called ``x_0``.
 
-Data flows one way: data -> schedules -> forward -> nets -> losses -> conditioning -> config
-(TrainConfig, build_model) -> checkpoint (state I/O, load_pretrained) -> train (the loop) ->
-samplers -> guidance -> metrics, with recipes, the training CLI and evaluate on top. No module
-imports one to its right.
+Data flows one way, in layers (docs/ARCHITECTURE.md; tests/test_architecture.py checks it):
+leaves (utils, data, text, captions, ...) -> schedules -> forward, denoiser (the one model interface:
+VP / Flow / VE processes and eps / x_0 / v / flow / score / EDM predictions) -> gaussian, nets ->
+losses, conditioning -> config (TrainConfig, build_model, build_loss, build_denoiser) -> checkpoint
+(state I/O, load_pretrained), recipes -> train (the loop) -> samplers -> guidance -> metrics, with
+the command lines (python -m dlib.train, python -m dlib.evaluate) on top. No module imports a later one.
 """
 
 from dlib import data, exercises, forward, schedules
