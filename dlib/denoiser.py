@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import torch
 
-from dlib.schedules import Schedule, sigma_of_t, sigmas, t_of_sigma
+from dlib.schedules import Schedule, alpha_bar_of_sigma, sigma_of_t, sigmas, t_of_sigma
 from dlib.utils import append_dims
 
 
@@ -61,7 +61,9 @@ class VP:
     def coefs(self, sigma) -> tuple[torch.Tensor, torch.Tensor]:
         """(a, b) = (1 / sqrt(1 + sigma^2), sigma / sqrt(1 + sigma^2)), float64, finite at sigma = inf."""
         s = _sigma64(sigma)
-        return torch.rsqrt(1 + s**2), torch.rsqrt(1 + s**-2)
+        return alpha_bar_of_sigma(s).sqrt(), torch.rsqrt(
+            1 + s**-2
+        )  # b = sqrt(1 - alpha_bar), written to stay exact at small sigma
 
     def time(self, sigma) -> torch.Tensor:
         return t_of_sigma(self.sched, sigma)

@@ -111,9 +111,14 @@ def sigma_of_t(sched: Schedule, t) -> torch.Tensor:
     return (log_table[lo] + (t - lo) * (log_table[lo + 1] - log_table[lo])).exp()
 
 
+def alpha_bar_of_sigma(sigma) -> torch.Tensor:
+    """alpha_bar = 1 / (1 + sigma^2) at noise level sigma, float64: the inverse of ``sigmas`` (0 at sigma = inf)."""
+    return 1 / (1 + torch.as_tensor(sigma, dtype=torch.float64) ** 2)
+
+
 def alpha_bar_of_t(sched: Schedule, t) -> torch.Tensor:
-    """alpha_bar at a fractional index t, float64: 1 / (1 + sigma^2) with sigma from ``sigma_of_t``."""
-    return 1 / (1 + sigma_of_t(sched, t) ** 2)
+    """alpha_bar at a fractional index t, float64: ``alpha_bar_of_sigma`` of ``sigma_of_t``."""
+    return alpha_bar_of_sigma(sigma_of_t(sched, t))
 
 
 def check_t(t: torch.Tensor, T: int) -> None:
