@@ -8,16 +8,23 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800
 
 .PHONY: venv lab test test-gpu unit lint format notebooks timings clean
 
-$(STAMP): pyproject.toml
+# The set-up that `make lab` and `make test` share: the venv, the kernel, then JupyterLab opening clean
+# (jupyter/README.md): our settings defaults go to <app dir>/settings/overrides.d/ (no news prompt, no
+# update check), and the course notebooks are trusted so their saved outputs show.
+$(STAMP): pyproject.toml jupyter/overrides.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[lab,test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (diffusion-course)"
+	overrides="$$($(BIN)/python -c 'from jupyterlab.commands import get_app_dir; print(get_app_dir())')/settings/overrides.d" \
+		&& mkdir -p "$$overrides" && cp jupyter/overrides.json "$$overrides/diffusion-course.json"
+	$(BIN)/jupyter trust notebooks/*.ipynb solutions/*.ipynb > /dev/null
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 lab: $(STAMP)  ## start JupyterLab on notebooks/ with the course kernel
+	$(BIN)/jupyter trust notebooks/*.ipynb > /dev/null  # again: trust follows each file's contents (git pull, make notebooks)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: $(STAMP)  ## ruff over the package, tests, tools and notebooks
