@@ -1,0 +1,164 @@
+"""benchmarks/recipe_study.py: the budget loop, the diffusers peer, the samples and the report, on tiny runs."""
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dlib.config import build_model
+from dlib.nets import UNet
+from dlib.recipes import RECIPES
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dataclasses.replace(RECIPES["mnist-tiny"], limit=512)  # base 8, levels (1, 2), batch 16, warm-up 5
+
+
+def _load_study():
+    spec = importlib.util.spec_from_file_location("recipe_study", ROOT / "benchmarks" / "recipe_study.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["recipe_study"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+rs = _load_study()
+needs_diffusers = pytest.mark.skipif(importlib.util.find_spec("diffusers") is None, reason="the peer needs diffusers")
+
+
+def quiet(*args):
+    pass
+
+
+def test_budget_loop_stops_at_the_budget_and_resumes(tmp_path):
+    entry, budget = rs.Entry("tiny", "a test run"), 2.0
+    first = rs.run_entry(entry, budget, tmp_path, base=TINY, chunk_s=0.4, max_chunks=3, log=quiet)  # "killed"
+    assert not first["done"] and first["planned_steps"] == rs.UNBOUNDED  # a constant rate: the budget ends it
+    step_1, wall_1 = first["chunks"][-1]["step"], first["chunks"][-1]["wall_s"]
+    assert 0 < step_1 and wall_1 < budget
+
+    rec = rs.run_entry(entry, budget, tmp_path, base=TINY, chunk_s=0.4, log=quiet)  # a new call carries on
+    card = json.loads((tmp_path / "tiny" / "card.json").read_text())
+    assert rec["done"] and rec["stopped_by"] == "budget"
+    steps, walls = [c["step"] for c in rec["chunks"]], [c["wall_s"] for c in rec["chunks"]]
+    assert steps == sorted(steps) and walls == sorted(walls) and steps[2] == step_1  # resumed, not restarted
+    assert card["step"] == steps[-1] and card["wall_time_s"] == pytest.approx(walls[-1], abs=1e-3)
+    pace = card["wall_time_s"] / card["step"]
+    assert budget - 2 * pace <= card["wall_time_s"] <= budget + 3 * pace + 0.5  # spent, not overspent
+    assert rec["chunks"][0]["cpu_s"] > 0 and rec["chunks"][0]["call_s"] >= rec["chunks"][0]["wall_s"]
+
+    again = rs.run_entry(entry, budget, tmp_path, base=TINY, log=quiet)  # finished: skipped
+    assert again["chunks"] == rec["chunks"] and json.loads((tmp_path / "tiny" / "card.json").read_text()) == card
+    with pytest.raises(SystemExit, match="budget"):  # another budget in the same folder is refused
+        rs.run_entry(entry, 2 * budget, tmp_path, base=TINY, log=quiet)
+
+
+def test_a_decaying_rate_is_planned_inside_the_warm_up(tmp_path):
+    entry = rs.Entry("tiny-cos", "cosine decay", {"lr_schedule": "cosine"})
+    rec = rs.run_entry(entry, 1.0, tmp_path, base=TINY, chunk_s=0.3, log=quiet)
+    assert rec["probe_start"][0] >= 1 and rec["chunks"][1]["step"] <= TINY.warmup  # timed within the warm-up
+    card = json.loads((tmp_path / "tiny-cos" / "card.json").read_text())
+    assert rec["done"] and card["config"]["steps"] == rec["planned_steps"] < rs.UNBOUNDED
+    assert card["step"] <= rec["planned_steps"]
+
+
+def test_entries_build_their_configs():
+    for e in rs.STUDY:
+        cfg = (rs.peer_config if e.peer else rs.train_config)(e, Path("out"), 1000)
+        assert cfg.name == e.name and cfg.steps == 1000
+    assert rs.train_config(rs.ENTRIES["baseline"], Path("o"), 5).unet == rs.BASE.unet
+    assert rs.train_config(rs.ENTRIES["width-16-noattn"], Path("o"), 5).unet.attention_levels == ()
+    assert rs.peer_config(rs.ENTRIES["diffusers-peer"], Path("o"), 5).lr == 1e-4
+
+
+@needs_diffusers
+@pytest.mark.parametrize("width", [16, 32, 48])
+@pytest.mark.parametrize("attention", [(2,), ()])
+def test_the_peer_has_dlibs_parameter_count(width, attention):
+    cfg = dataclasses.replace(rs.BASE.unet, base_channels=width, attention_levels=attention)
+    ours, peer = (sum(p.numel() for p in m.parameters()) for m in (UNet(cfg), rs.peer_unet(cfg)))
+    assert abs(peer / ours - 1) < 0.10
+
+
+def _weights(module):
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+@needs_diffusers
+def test_the_peer_resumes_exactly_and_scores_from_its_ema(tmp_path):
+    entry = rs.Entry("peer", "the peer", {"warmup": 2}, peer=True)
+    straight = rs.train_peer(rs.peer_config(entry, tmp_path / "a", 6, TINY))
+    rs.train_peer(rs.peer_config(entry, tmp_path / "b", 6, TINY), stop_after=4)
+    resumed = rs.train_peer(rs.peer_config(entry, tmp_path / "b", 6, TINY))
+    assert resumed["card"]["step"] == 6 and torch.equal(_weights(straight["model"]), _weights(resumed["model"]))
+    den, sha = rs.load_ema_denoiser(entry, tmp_path / "b", TINY)
+    assert sha == json.loads((tmp_path / "b" / "peer" / "card.json").read_text())["state_sha256"]
+    state = load_file(tmp_path / "b" / "peer" / "state.safetensors")
+    ema = [state[f"ema.{i}"] for i in range(len(list(den.net.parameters())))]
+    assert torch.equal(_weights(den.net), torch.cat([e.flatten() for e in ema]))
+    assert not torch.equal(_weights(den.net), _weights(resumed["model"]))  # the EMA, not the raw weights
+    with pytest.raises(ValueError, match="different config"):
+        rs.train_peer(rs.peer_config(dataclasses.replace(entry, changes={"lr": 1.0}), tmp_path / "b", 6, TINY))
+
+
+def test_samples_start_from_the_same_noise_for_every_run(tmp_path):
+    entry = rs.Entry("tiny", "")
+    rs.train(rs.train_config(entry, tmp_path, 3, TINY), progress=False)
+    den, _ = rs.load_ema_denoiser(entry, tmp_path, TINY)
+    a = rs.draw_samples(den, 6, seed=1, ddpm_steps=3, dpm_steps=3, chunk=4)
+    b = rs.draw_samples(den, 6, seed=1, ddpm_steps=3, dpm_steps=3, chunk=4)
+    assert a["ddpm"].shape == a["dpm"].shape == (6, 1, 28, 28)
+    assert torch.equal(a["ddpm"], b["ddpm"]) and torch.equal(a["dpm"], b["dpm"])
+    assert a["ddpm"].abs().max() <= 1
+
+
+def fake_run(out: Path, name: str, fid: float | None, steps: int = 900) -> None:
+    run = out / name
+    run.mkdir(parents=True)
+    rec = {"name": name, "budget_s": 1800.0, "threads": 1, "planned_steps": 950, "done": True}
+    rec["chunks"] = [{"step": steps, "wall_s": 1799.0, "call_s": 1850.0, "cpu_s": 1800.0, "loadavg_1m": 1.0}]
+    (run / "study.json").write_text(json.dumps(rec))
+    (run / "card.json").write_text(json.dumps({"step": steps, "wall_time_s": 1799.0, "hardware": ["CPU X, 1 threads"]}))
+    if fid is not None:
+        key = {"n": 500, "seed": 0, "ddpm_steps": 100, "dpm_steps": 15, "state_sha256": name}
+        score = {"fid": fid, "fid_std": 1.0, "confident": 0.95}
+        (run / "score.json").write_text(json.dumps({"key": key, "ddpm": score, "dpm": score | {"fid": fid + 1}}))
+
+
+def test_the_report_renders_a_table_from_results(tmp_path, capsys):
+    fake_run(tmp_path, "baseline", 12.345)
+    fake_run(tmp_path, "diffusers-peer", 30.0)
+    fake_run(tmp_path, "cosine-decay", None)  # trained, not scored yet
+    ref = {"n": 500, "seed": 0, "test": {"fid": 3.0, "fid_std": 0.5, "confident": 0.98}}
+    ref["train"] = {"fid": 4.0, "fid_std": 0.5, "confident": 0.97}
+    (tmp_path / "reference-n500-seed0.json").write_text(json.dumps(ref))
+    result = rs.main(["report", "--out", str(tmp_path), "--results", str(tmp_path / "r.json")])
+    table = capsys.readouterr().out
+    lines = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(lines) == 2 + 3 + 1  # header, rule, three runs in STUDY order, the reference
+    assert lines[2].startswith("| `baseline` |") and lines[3].startswith("| `cosine-decay` |")
+    assert (
+        "12.35 +- 1.00" in lines[2]
+        and "13.35 +- 1.00" in lines[2]
+        and "95.0%" in lines[2]
+        and "| 900 (950) |" in lines[2]
+    )
+    assert lines[3].endswith("| - | - | - | - |") and "| 0.97 |" in lines[2]  # unscored; CPU per thread 1800/1850
+    assert "4.00 +- 0.50" in lines[-1] and "98.0%" in lines[-1]
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["table"] == result["table"] and not saved["all_scored"] and saved["budgets_s"] == [1800.0]
+    assert all(len(line.split(" | ")) == len(rs.COLUMNS) for line in lines[:1] + lines[2:])  # every row complete
+
+
+def test_the_cpu_bf16_entry_trains_under_autocast_and_loads_as_a_plain_unet(tmp_path):
+    plain, bf16 = rs.Entry("plain", ""), rs.Entry("bf16", "", cpu_bf16=True)
+    for e in (plain, bf16):
+        rs.train_chunk(e, tmp_path, 3, 3, TINY)
+    assert importlib.import_module("dlib.train.loop").build_model is build_model  # restored
+    (a, _), (b, _) = (rs.load_ema_denoiser(e, tmp_path, TINY) for e in (plain, bf16))
+    assert type(b.net) is UNet and all(p.dtype == torch.float32 for p in b.net.parameters())
+    assert not torch.equal(_weights(a.net), _weights(b.net))  # the same run but for bfloat16 arithmetic
