@@ -36,7 +36,6 @@ report  One Markdown table of every scored run, printed and written with its set
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -48,13 +47,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from dlib import checkpoint, data
-from dlib.config import build_denoiser, build_model, config_from_dict
+from dlib.config import build_denoiser, config_from_dict
 from dlib.denoiser import VP, Denoiser
 from dlib.metrics import class_probabilities, extract_features, fid_with_spread
-from dlib.nets import UNet, UNetConfig
+from dlib.nets import UNetConfig
 from dlib.recipes import RECIPES, TrainConfig
 from dlib.samplers import sample_ddpm, sample_dpm_solver
 from dlib.schedules import get_schedule
@@ -79,7 +77,7 @@ class Entry:
     why: str  # the question this run answers, shown by `list` and in the report
     changes: dict = field(default_factory=dict)
     peer: bool = False
-    cpu_bf16: bool = False  # train the U-Net's forward under bfloat16 autocast on the CPU (see cpu_bf16_unet)
+    cpu_bf16: bool = False  # train under bfloat16 autocast on the CPU (TrainConfig.amp_cpu); dlib entries only
 
 
 _LR = BASE.lr
@@ -98,21 +96,28 @@ STUDY: list[Entry] = [
     Entry("noattn", "32/64/64 channels, no attention at 7x7", {"unet": {"attention_levels": ()}}),
     Entry("width-48", "48/96/96 channels, attention at 7x7", {"unet": {"base_channels": 48}}),
     Entry("width-48-noattn", "48/96/96 channels, no attention at 7x7", {"unet": {"base_channels": 48, "attention_levels": ()}}),
-    # EMA: dlib warms the decay up as min(ema_decay, (1 + step) / (10 + step)), which stays below 0.999
-    # until step 8990 and below 0.9995 until step 17990. A 30-minute budget buys ~900 steps on one thread
-    # (~1600 under bf16, `pace`), so there 0.999 (the baseline) and 0.9995 are the same run, bit for bit:
+    # EMA: dlib's default warm-up (TrainConfig.ema_warmup="ramp") is min(ema_decay, (1 + step) / (10 + step)),
+    # below 0.999 until step 8990 and below 0.9995 until step 17990. A 30-minute budget buys ~900 steps on one
+    # thread (~1600 under bf16, `pace`), so there 0.999 (the baseline) and 0.9995 are the same run, bit for bit:
     # the warm-up alone sets the EMA, an average over about the last step / 9 steps. What this budget can
-    # tell apart is a shorter average (a decay that binds early) and none at all.
+    # tell apart is a shorter average (a decay that binds early) and none at all. With ema_warmup="unbiased"
+    # (Adam's bias correction, no ramp) ema_decay itself sets the average from the first step.
     # Entry("ema-0.9995", "EMA decay 0.9995 (identical to the baseline below step 8990)", {"ema_decay": 0.9995}),
     Entry("ema-0.98", "EMA decay 0.98: an average over ~50 steps from step 440 on", {"ema_decay": 0.98}),
     Entry("no-ema", "no EMA: samples from the raw weights", {"ema_decay": 0.0}),
+    Entry("ema-0.999-unbiased", "EMA 0.999 with Adam's bias correction instead of the ramp", {"ema_warmup": "unbiased"}),
+    Entry(
+        "ema-0.9995-unbiased",
+        "EMA 0.9995 with Adam's bias correction instead of the ramp",
+        {"ema_decay": 0.9995, "ema_warmup": "unbiased"},
+    ),
     # prediction target and loss weighting
     Entry("v-pred", "v-prediction", {"prediction": "v"}),
     Entry("min-snr5-eps", "eps-prediction, min-SNR-5 weighting", {"weighting": "min_snr", "snr_gamma": 5.0}),
     Entry("min-snr5-v", "v-prediction, min-SNR-5 weighting", {"prediction": "v", "weighting": "min_snr", "snr_gamma": 5.0}),
     # noise schedule
     Entry("cosine-schedule", "cosine noise schedule (Nichol & Dhariwal 2021)", {"schedule": "cosine"}),
-    # mixed precision: dlib's `amp` is bfloat16 autocast on CUDA only; on a CPU with AVX512-BF16 a training
+    # mixed precision: TrainConfig.amp_cpu, bfloat16 autocast on the CPU; on a CPU with AVX512-BF16 a training
     # step of this U-Net took about half the time under autocast (docs/RECIPE_STUDY.md), so it may buy more steps
     Entry("bf16-cpu", "the baseline under bfloat16 autocast on the CPU", cpu_bf16=True),
     # the peer: the diffusers example's recipe, and the same network with dlib's optimiser settings
@@ -258,6 +263,8 @@ def train_config(entry: Entry, out: Path, steps: int, base: TrainConfig = BASE) 
     """The TrainConfig of a dlib entry: ``base`` with the entry's changes, named and placed for the study."""
     changes = {k: v for k, v in entry.changes.items() if k != "unet"}
     fields = {**RUN_FIELDS, **changes, "name": entry.name, "out_dir": str(out), "steps": steps}
+    if entry.cpu_bf16:
+        fields["amp_cpu"] = True
     return dataclasses.replace(base, **fields, unet=_unet(base, entry.changes))
 
 
@@ -283,40 +290,12 @@ def _warmup_and_schedule(entry: Entry, base: TrainConfig) -> tuple[int, bool]:
     return cfg.warmup, cfg.lr_schedule != "constant"
 
 
-class Bf16UNet(UNet):
-    """dlib's U-Net with its forward under bfloat16 autocast on the CPU and a float32 output (the loss stays
-    float32). The same parameters and state-dict keys as ``UNet``: its checkpoints load into a plain one."""
-
-    def forward(self, *args, **kwargs) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return super().forward(*args, **kwargs).float()
-
-
-@contextlib.contextmanager
-def cpu_bf16_unet():
-    """While inside, ``dlib.train`` builds ``Bf16UNet``s: a stand-in for a TrainConfig switch that dlib lacks
-    (its ``amp`` is CUDA-only), used by the entries with ``cpu_bf16=True`` only."""
-    loop = importlib.import_module("dlib.train.loop")
-    original = loop.build_model
-
-    def build(cfg, image_shape=None):
-        net = original(cfg, image_shape)
-        return Bf16UNet(cfg.unet) if isinstance(net, UNet) else net
-
-    loop.build_model = build
-    try:
-        yield
-    finally:
-        loop.build_model = original
-
-
 def train_chunk(entry: Entry, out: Path, steps: int, stop_after: int, base: TrainConfig = BASE) -> dict:
     """Resume the entry's run and train ``stop_after`` more steps of a run planned for ``steps``; its card."""
     if entry.peer:
         return train_peer(peer_config(entry, out, steps, base), stop_after)["card"]
     cfg = train_config(entry, out, steps, base)
-    with cpu_bf16_unet() if entry.cpu_bf16 else contextlib.nullcontext():
-        return train(cfg, stop_after=stop_after, device=torch.device("cpu"), progress=False)["card"]
+    return train(cfg, stop_after=stop_after, device=torch.device("cpu"), progress=False)["card"]
 
 
 # --- run: a budget of training-loop seconds, in chunks, resumable ---
@@ -497,21 +476,16 @@ class PeerEps(torch.nn.Module):
 def load_ema_denoiser(entry: Entry, out: Path, base: TrainConfig = BASE) -> tuple[Denoiser, str]:
     """(the run's EMA network as a dlib Denoiser, the sha256 of the checkpoint it came from)."""
     run_dir = Path(out) / entry.name
-    card = json.loads((run_dir / "card.json").read_text())
-    if data.sha256(run_dir / "state.safetensors") != card["state_sha256"]:
-        raise data.DataError(f"{run_dir / 'state.safetensors'} does not match the sha256 in its card")
-    tensors = load_file(run_dir / "state.safetensors")
-    if entry.peer:
-        cfg = PeerConfig(**{**card["config"], "unet": UNetConfig(**_tuples(card["config"]["unet"]))})
-        net = peer_unet(cfg.unet)
-        for i, p in enumerate(net.parameters()):
-            p.data.copy_(tensors[f"ema.{i}"])
-        sched = get_schedule(PEER_SCHEDULES[cfg.beta_schedule], cfg.T)
-        return Denoiser(PeerEps(net).eval(), "eps", VP(sched)), card["state_sha256"]
-    cfg = config_from_dict(card["config"])
-    net = build_model(cfg, card.get("image_shape"))
-    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    return build_denoiser(cfg, net.eval(), get_schedule(cfg.schedule, cfg.T)), card["state_sha256"]
+    if not entry.peer:
+        net, sched, card = checkpoint.load_ema(run_dir)
+        return build_denoiser(config_from_dict(card["config"]), net, sched), card["state_sha256"]
+    tensors, card = checkpoint.read_state(run_dir)  # checked against the sha256 in its card
+    cfg = PeerConfig(**{**card["config"], "unet": UNetConfig(**_tuples(card["config"]["unet"]))})
+    net = peer_unet(cfg.unet)
+    for i, p in enumerate(net.parameters()):
+        p.data.copy_(tensors[f"ema.{i}"])
+    sched = get_schedule(PEER_SCHEDULES[cfg.beta_schedule], cfg.T)
+    return Denoiser(PeerEps(net).eval(), "eps", VP(sched)), card["state_sha256"]
 
 
 def _tuples(d: dict) -> dict:

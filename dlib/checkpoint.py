@@ -2,7 +2,7 @@
 
 Two kinds of files:
 - a *training state* (``runs/NAME/state.safetensors`` + ``card.json``): model, EMA, optimiser,
-  RNG states and step, enough to resume a killed run exactly;
+  RNG states and step, enough to resume a killed run exactly; ``load_ema`` reads its EMA network;
 - a *shipped model* (``data/models/NAME.safetensors`` + ``NAME.json``): the EMA weights and a card
   (config, recipe, steps, wall time, hardware, metrics), listed with its sha256 in
   ``data/MANIFEST.sha256``, loaded by ``load_pretrained(NAME)``. Nothing is ever unpickled.
@@ -113,14 +113,19 @@ def save_state(run_dir: Path, model, ema, opt, gen: torch.Generator, card: dict)
     atomic_save_json(card, run_dir / "card.json")
 
 
-def load_state(run_dir: Path, model, ema, opt, gen: torch.Generator) -> dict:
-    """Load what ``save_state`` wrote into model, EMA, optimiser and RNGs; return the card. A state whose
-    sha256 does not match its card raises DataError."""
+def read_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and card that ``save_state`` wrote; a state whose sha256 does not match its card raises DataError."""
+    run_dir = Path(run_dir)
     card = json.loads((run_dir / "card.json").read_text())
     path = run_dir / "state.safetensors"
     if data.sha256(path) != card["state_sha256"]:
         raise DataError(f"{path} does not match the sha256 in {run_dir / 'card.json'}: the checkpoint is corrupt")
-    tensors = load_file(path)
+    return load_file(path), card
+
+
+def load_state(run_dir: Path, model, ema, opt, gen: torch.Generator) -> dict:
+    """Load what ``save_state`` wrote into model, EMA, optimiser and RNGs; return the card (``read_state``)."""
+    tensors, card = read_state(run_dir)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     optimizer_from_tensors(opt, {k: v for k, v in tensors.items() if k.startswith("optim.")}, card.pop("optimizer"))
@@ -128,6 +133,20 @@ def load_state(run_dir: Path, model, ema, opt, gen: torch.Generator) -> dict:
     gen.set_state(tensors["rng.gen"])
     card.pop("state_sha256")
     return card
+
+
+def load_ema(run_dir: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Schedule | None, dict]:
+    """The EMA network of a training run folder (``train(...)["ema"]`` at its last checkpoint), without training:
+    (model in eval mode, its Schedule or None, its card), as ``load_pretrained`` gives a shipped model.
+
+    The state is checked against the sha256 in its card (``read_state``); the card keeps ``state_sha256``,
+    which names the checkpoint the weights came from.
+    """
+    tensors, card = read_state(run_dir)
+    card.pop("optimizer", None)
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    model, sched = _rebuild(card, ema, Path(run_dir) / "state.safetensors")
+    return model.to(device).eval(), sched, card
 
 
 # --- shipped models ---
@@ -202,11 +221,16 @@ def load_pretrained(name: str, device: torch.device | str = "cpu") -> tuple[torc
     model is rebuilt from the card's config and loaded with ``strict=True``. Nothing is unpickled.
     """
     state, card = load_state_dict(name)
+    model, sched = _rebuild(card, state, f"models/{name}.safetensors")
+    return model.to(device).eval(), sched, card
+
+
+def _rebuild(card: dict, state: dict[str, torch.Tensor], what: str | Path) -> tuple[torch.nn.Module, Schedule | None]:
+    """The network of a card's config with ``state`` loaded strictly, and its Schedule (None for a classifier)."""
     cfg = config_from_dict(card["config"])
     model = build_model(cfg, card.get("image_shape"))  # cards written before it was recorded: the defaults
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise DataError(f"models/{name}.safetensors does not fit the architecture in its card: {e}") from e
-    sched = get_schedule(cfg.schedule, cfg.T) if cfg.kind != "classifier" else None
-    return model.to(device).eval(), sched, card
+        raise DataError(f"{what} does not fit the architecture in its card: {e}") from e
+    return model, get_schedule(cfg.schedule, cfg.T) if cfg.kind != "classifier" else None

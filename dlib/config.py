@@ -33,6 +33,7 @@ from dlib.schedules import Schedule
 
 KINDS = ("diffusion", "classifier", "noisy-classifier")
 LR_SCHEDULES = ("constant", "cosine", "linear")
+EMA_WARMUPS = ("ramp", "unbiased", "none")  # how the EMA decay starts: dlib.train.loop.ema_decay_at
 
 
 @dataclass
@@ -54,12 +55,15 @@ class TrainConfig:
     batch_size: int = 128  # the global batch: under torchrun each of N processes takes batch_size / N
     lr: float = 1e-3
     warmup: int = 200  # linear learning-rate warm-up steps (Adam's early updates are noisy)
-    lr_schedule: str = "constant"  # after warm-up: "constant", or "cosine" / "linear" decay to 0 at `steps`
+    lr_schedule: str = "constant"  # after warm-up: "constant", or "cosine" / "linear" decay to 0 at `decay_steps`
+    decay_steps: int | None = None  # where a decay reaches 0 (None: at `steps`); after it the rate stays 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # clip the global gradient norm; diffusion losses have rare huge-gradient batches
     ema_decay: float = 0.999  # EMA of the weights: samples come from the EMA model
+    ema_warmup: str = "ramp"  # one of EMA_WARMUPS: "ramp" keeps the decay below 0.999 until step ~9000
     p_uncond: float = 0.1  # class-conditional U-Nets: share of labels replaced by "no label" (classifier-free guidance)
     amp: bool = True  # bfloat16 autocast on CUDA; ignored on the CPU
+    amp_cpu: bool = False  # bfloat16 autocast on the CPU (fast with AVX512-BF16 or AMX); weights stay float32
     progressive: tuple[
         tuple[float, int], ...
     ] = ()  # ((0.0, 16), (0.5, 32)): from that fraction of steps on, train at that size
@@ -75,9 +79,14 @@ class TrainConfig:
             ("prediction", (*PREDICTIONS, "flow")),
             ("weighting", WEIGHTINGS),
             ("lr_schedule", LR_SCHEDULES),
+            ("ema_warmup", EMA_WARMUPS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.decay_steps is not None and self.decay_steps <= self.warmup:
+            raise ValueError(f"TrainConfig.decay_steps must exceed warmup ({self.warmup}), got {self.decay_steps}")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1], got {self.ema_decay}")
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

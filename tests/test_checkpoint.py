@@ -61,3 +61,19 @@ def test_a_classifier_is_rebuilt_for_the_image_size_it_was_trained_on(tmp_path, 
     checkpoint.export_model(result["ema"], result["card"] | {"recipe": "mnist-classifier"}, "clf32")
     model, sched, _ = load_pretrained("clf32")
     assert sched is None and model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_load_ema_reads_a_run_folder_without_training(tmp_path):
+    cfg = dataclasses.replace(RECIPES["mnist-tiny"], out_dir=str(tmp_path), steps=4)
+    result = train(cfg, progress=False)
+    run_dir = tmp_path / "mnist-tiny"
+    model, sched, card = checkpoint.load_ema(run_dir)
+    assert torch.equal(weights(model), weights(result["ema"])) and not model.training
+    assert not torch.equal(weights(model), weights(result["model"]))  # the EMA, not the raw weights
+    assert sched.T == cfg.T and card["step"] == 4 and card["state_sha256"] == data.sha256(run_dir / "state.safetensors")
+    assert "optimizer" not in card
+    raw = bytearray((run_dir / "state.safetensors").read_bytes())
+    raw[-10] ^= 0xFF
+    (run_dir / "state.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(data.DataError, match="corrupt"):
+        checkpoint.load_ema(run_dir)

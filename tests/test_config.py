@@ -8,16 +8,32 @@ from dlib.schedules import get_schedule
 
 
 def test_round_trip_and_missing_fields_take_defaults():
-    cfg = TrainConfig(progressive=((0.0, 16), (0.5, 32)), multiscale=(0.5, 1.0), lr_schedule="cosine")
+    cfg = TrainConfig(
+        progressive=((0.0, 16), (0.5, 32)),
+        multiscale=(0.5, 1.0),
+        lr_schedule="cosine",
+        decay_steps=5000,
+        ema_warmup="unbiased",
+        amp_cpu=True,
+    )
     assert config_from_dict(config_to_dict(cfg)) == cfg
-    old = {k: v for k, v in config_to_dict(cfg).items() if k not in ("weighting", "snr_gamma", "lr_schedule")}
+    later = ("weighting", "snr_gamma", "lr_schedule", "decay_steps", "ema_warmup", "amp_cpu")  # added over time
+    old = {k: v for k, v in config_to_dict(cfg).items() if k not in later}
     assert config_from_dict(old) == TrainConfig(progressive=cfg.progressive, multiscale=cfg.multiscale)
+    assert (TrainConfig().decay_steps, TrainConfig().ema_warmup, TrainConfig().amp_cpu) == (None, "ramp", False)
 
 
-@pytest.mark.parametrize("field", ["kind", "prediction", "weighting", "lr_schedule"])
+@pytest.mark.parametrize("field", ["kind", "prediction", "weighting", "lr_schedule", "ema_warmup"])
 def test_bad_values_are_named(field):
     with pytest.raises(ValueError, match=f"TrainConfig.{field} must be one of"):
         TrainConfig(**{field: "nonsense"})
+
+
+def test_bad_decay_horizon_and_ema_decay_are_named():
+    with pytest.raises(ValueError, match=r"decay_steps must exceed warmup \(200\), got 200"):
+        TrainConfig(decay_steps=200)
+    with pytest.raises(ValueError, match="ema_decay must lie in"):
+        TrainConfig(ema_decay=1.5)
 
 
 def test_what_each_kind_builds():

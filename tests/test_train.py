@@ -14,6 +14,7 @@ import torch
 from dlib import data
 from dlib.recipes import RECIPES
 from dlib.train import TrainConfig, lr_at, resolution_at, train
+from dlib.train.loop import ema_decay_at
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,9 +44,10 @@ def test_resume_in_process_is_exact(tmp_path):
     assert torch.equal(weights(a["ema"]), weights(b["ema"]))
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    """SIGKILL a training process mid-way (any instant, even mid-write), resume, compare."""
-    straight = train(tiny(tmp_path / "straight", steps=40, ckpt_every=2), progress=False)
+@pytest.mark.parametrize("amp_cpu", [False, True])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, amp_cpu):
+    """SIGKILL a training process mid-way (any instant, even mid-write), resume, compare; also under bf16 autocast."""
+    straight = train(tiny(tmp_path / "straight", steps=40, ckpt_every=2, amp_cpu=amp_cpu), progress=False)
     out = tmp_path / "killed"
     cmd = [
         sys.executable,
@@ -58,6 +60,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         "--quiet",
         "steps=40",
         "ckpt_every=2",
+        f"amp_cpu={json.dumps(amp_cpu)}",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -72,7 +75,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     killed_at = json.loads(card_path.read_text())["step"]
     assert 6 <= killed_at < 40, f"the run was not interrupted mid-way (step {killed_at})"
     subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    resumed = train(tiny(out, steps=40, ckpt_every=2), progress=False)  # already finished: loads and returns
+    resumed = train(tiny(out, steps=40, ckpt_every=2, amp_cpu=amp_cpu), progress=False)  # finished: loads, returns
     assert resumed["card"]["step"] == 40
     assert torch.equal(weights(straight["model"]), weights(resumed["model"]))
     assert torch.equal(weights(straight["ema"]), weights(resumed["ema"]))
@@ -118,6 +121,58 @@ def test_schedules_of_the_loop():
     assert lr_at(32.5, cos) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4))) and lr_at(100, lin) == 0.0
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
         TrainConfig(lr_schedule="exponential")
+
+
+def test_a_decay_horizon_short_of_the_steps():
+    """decay_steps: the decay reaches 0 there and stays 0 however long the run goes on."""
+    cfg = TrainConfig(steps=10_000, decay_steps=100, warmup=10, lr=1.0)
+    cos, lin = (dataclasses.replace(cfg, lr_schedule=s) for s in ("cosine", "linear"))
+    assert lr_at(55, cos) == pytest.approx(0.5) and lr_at(55, lin) == pytest.approx(0.5)
+    assert lr_at(32.5, cos) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert all(lr_at(s, c) == 0.0 for s in (100, 101, 5000, 9999) for c in (cos, lin))
+    assert lr_at(9, cos) == 1.0 and lr_at(5000, cfg) == 1.0  # the warm-up and a constant rate ignore it
+    assert lr_at(55, dataclasses.replace(cos, decay_steps=None)) > 0.99  # None: the horizon is `steps`
+
+
+def test_ema_warmups():
+    ramp = TrainConfig(ema_decay=0.999)
+    assert [ema_decay_at(s, ramp) for s in (0, 90, 8989, 8990, 10**6)] == [0.1, 0.91, 8990 / 8999, 0.999, 0.999]
+    # the ramp sets the EMA of a short run whatever ema_decay says; "unbiased" lets ema_decay decide
+    ramp2 = dataclasses.replace(ramp, ema_decay=0.9995)
+    unb, unb2 = (dataclasses.replace(r, ema_warmup="unbiased") for r in (ramp, ramp2))
+    assert ema_decay_at(900, ramp) == ema_decay_at(900, ramp2) and ema_decay_at(900, unb) < ema_decay_at(900, unb2)
+    assert ema_decay_at(0, dataclasses.replace(ramp, ema_warmup="none")) == 0.999
+    # "unbiased" is the normalised exponentially weighted average of the weights after each update
+    w = torch.randn(300, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for beta in (0.0, 0.9, 0.999, 1.0):
+        cfg = dataclasses.replace(unb, ema_decay=beta)
+        ema = torch.tensor(123.0, dtype=torch.float64)  # the initial weights: they must get no share
+        for s, w_s in enumerate(w):
+            ema = ema_decay_at(s, cfg) * ema + (1 - ema_decay_at(s, cfg)) * w_s
+        ages = torch.arange(len(w) - 1, -1, -1, dtype=torch.float64)
+        share = beta**ages if beta > 0 else (ages == 0).double()
+        assert ema.item() == pytest.approx((share * w).sum().item() / share.sum().item(), rel=1e-9), beta
+
+
+def test_the_loop_follows_the_ema_warmup(tmp_path):
+    init = weights(train(tiny(tmp_path / "init"), stop_after=0, progress=False)["model"])
+    frozen = train(tiny(tmp_path / "none", steps=3, ema_warmup="none", ema_decay=1.0), progress=False)
+    assert torch.equal(weights(frozen["ema"]), init) and not torch.equal(weights(frozen["model"]), init)
+    latest = train(tiny(tmp_path / "unbiased", steps=3, ema_warmup="unbiased", ema_decay=0.0), progress=False)
+    assert torch.equal(weights(latest["ema"]), weights(latest["model"]))
+
+
+def test_bf16_autocast_on_the_cpu_keeps_float32_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    runs = {amp: train(tiny(tmp_path / str(amp), steps=6, amp_cpu=amp), progress=False) for amp in (False, True)}
+    assert all(math.isfinite(loss) for _, loss in runs[True]["card"]["loss_log"])
+    assert not torch.equal(weights(runs[False]["model"]), weights(runs[True]["model"]))  # bf16 arithmetic did run
+    state = load_file(tmp_path / "True" / "mnist-tiny" / "state.safetensors")
+    dtypes = {
+        v.dtype for k, v in state.items() if k.split(".")[0] in ("model", "ema", "optim") and v.is_floating_point()
+    }
+    assert dtypes == {torch.float32}
 
 
 def test_a_step_reads_neither_the_loss_nor_the_hardware(tmp_path, monkeypatch):

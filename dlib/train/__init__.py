@@ -18,7 +18,7 @@ recipes are ``dlib.recipes.RECIPES``; training state I/O and ``load_pretrained``
 
 from dlib.conditioning import TextCondition, drop_context, drop_labels
 from dlib.config import TrainConfig, build_model, config_from_dict, config_to_dict
-from dlib.train.loop import ema_update, lr_at, resolution_at, train
+from dlib.train.loop import ema_decay_at, ema_update, lr_at, resolution_at, train
 
 __all__ = [
     "TextCondition",
@@ -29,6 +29,7 @@ __all__ = [
     "drop_context",
     "drop_labels",
     "ema_update",
+    "ema_decay_at",
     "lr_at",
     "resolution_at",
     "train",

@@ -1,4 +1,4 @@
-"""The training loop: AdamW, warm-up and a learning-rate schedule, clipping, EMA, bf16 on CUDA, exact resume.
+"""The training loop: AdamW, warm-up and a learning-rate schedule, clipping, EMA, bf16 autocast, exact resume.
 
 Derived in notebook 04. What is trained and on what comes from the config (``dlib.config``: model,
 loss, conditioning, data); the loop only runs it. A run lives in ``runs/NAME/``: ``state.safetensors``
@@ -37,11 +37,35 @@ from dlib.train import distributed
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up to cfg.lr, then ``cfg.lr_schedule``: constant (the EMA does the averaging a decay
-    would, and a longer run simply continues a shorter one), or a cosine or linear decay to 0 at cfg.steps."""
+    would, and a longer run simply continues a shorter one), or a cosine or linear decay to 0 at
+    ``cfg.decay_steps`` (None: at cfg.steps), after which the rate stays 0: a run given more steps than
+    its horizon (a wall-clock budget that ends it) decays over the horizon and then only moves the EMA."""
+    horizon = cfg.steps if cfg.decay_steps is None else cfg.decay_steps
     warm = min(1.0, (step + 1) / max(1, cfg.warmup))
-    p = min(1.0, max(0.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))  # progress after warm-up
+    p = min(1.0, max(0.0, (step - cfg.warmup) / max(1, horizon - cfg.warmup)))  # progress after warm-up
     decay = {"constant": 1.0, "cosine": 0.5 * (1 + math.cos(math.pi * p)), "linear": 1.0 - p}
     return cfg.lr * warm * decay[cfg.lr_schedule]
+
+
+def ema_decay_at(step: int, cfg: TrainConfig) -> float:
+    """The decay of the EMA update after optimiser step ``step`` (0-indexed), by ``cfg.ema_warmup``:
+
+    - "ramp": min(ema_decay, (1 + step) / (10 + step)), TensorFlow's ExponentialMovingAverage with
+      num_updates. It stays below 0.999 until step 8990, so in a shorter run the ramp, not ema_decay,
+      sets the EMA (an average over roughly the last step / 9 updates).
+    - "unbiased": beta (1 - beta^step) / (1 - beta^(step + 1)) with beta = ema_decay, Adam's bias
+      correction: the EMA is exactly the normalised average of the weights after each update with
+      weights beta^age, the initial weights not counted, so ema_decay matters from the first step
+      (beta = 1 gives the plain mean of all updates).
+    - "none": ema_decay from the first update, the EMA starting at the initial weights (DDPM's), whose
+      share after n updates is still ema_decay^n.
+    """
+    beta = cfg.ema_decay
+    if cfg.ema_warmup == "ramp":
+        return min(beta, (1 + step) / (10 + step))
+    if cfg.ema_warmup == "unbiased":
+        return step / (step + 1) if beta == 1 else beta * (1 - beta**step) / (1 - beta ** (step + 1))
+    return beta
 
 
 def resolution_at(step: int, cfg: TrainConfig, full: int) -> int:
@@ -120,7 +144,7 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
     hardware = checkpoint.hardware() + (f", {shard.world} processes (DDP)" if shard.world > 1 else "")
     if step < end and hardware not in card["hardware"]:  # only hardware that actually trained
         card["hardware"].append(hardware)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = {"cuda": cfg.amp, "cpu": cfg.amp_cpu}.get(device.type, False)  # bf16 compute, float32 weights
     window, window_steps = torch.zeros((), device=device), 0  # the loss summed on the device between logs
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), desc=cfg.name)
     while step < end:
@@ -140,7 +164,7 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
-        ema_update(ema, net, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        ema_update(ema, net, ema_decay_at(step, cfg))
         step += 1
         window, window_steps = window + loss.detach().float(), window_steps + 1
         bar.update(1)
