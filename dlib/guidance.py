@@ -10,16 +10,19 @@ the scale are in use, and they differ by one:
     "uncond" (diffusers, Imagen, Stable Diffusion):  eps_u + w (eps_c - eps_u)   w = 1: no guidance
     "cond"   (Ho & Salimans 2021, eq. 6):           (1 + w) eps_c - w eps_u     w = 0: no guidance
 
-so w_uncond = 1 + w_cond. Both correspond to sampling from p(x | c)^gamma p(x)^(1 - gamma) with
-gamma = w_uncond. The wrapper evaluates both predictions in one batched network call.
+so gamma = w_uncond = 1 + w_cond. At every noise level the guided eps is that of the tilted marginal
+p_t(x_t | c)^gamma p_t(x_t)^(1 - gamma); the samples do NOT follow the tilted data distribution
+p(x_0 | c)^gamma p(x_0)^(1 - gamma), because tilting each marginal is not the marginal of a tilt
+(Chidambaram et al. 2024; Bradley & Nakkiran 2024; checked on a Gaussian mixture in notebook 06).
+The wrapper evaluates both predictions in one batched network call.
 
 Classifier guidance (Dhariwal & Nichol 2021, Algorithm 2 written for eps): by Bayes' rule
 grad log p(x_t | y) = grad log p(x_t) + grad log p(y | x_t), and eps = -sqrt(1 - alpha_bar) grad log p, so
 
-    eps_guided = eps(x_t, t) - sqrt(1 - alpha_bar_t) * s * grad_x log p_phi(y | x_t, t)
+    eps_guided = eps(x_t, t) - sqrt(1 - alpha_bar_t) * gamma * grad_x log p_phi(y | x_t, t)
 
-with a classifier p_phi trained on noisy x_t. s = 1 gives the conditional model exactly (if both
-networks are exact); s > 1 sharpens the class.
+with a classifier p_phi trained on noisy x_t; gamma is ``classifier_guidance``'s ``scale``. gamma = 1 gives
+the conditional model exactly (if both networks are exact); gamma > 1 sharpens the class.
 """
 
 from __future__ import annotations
