@@ -222,6 +222,12 @@ def l_simple(
     else:
         target = v_from_x0_eps(x_0, eps, sched.at(sched.alpha_bar, t, x_0.ndim))
     out = model(x_t, t, **cond)
+    return mse_per_example(out, target)
+
+
+def mse_per_example(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """||out - target||^2 averaged over all but the batch dimension: shape (B,). The regression every
+    diffusion and flow-matching loss ends in."""
     if out.shape != target.shape:
         raise ValueError(f"model output shape {tuple(out.shape)} does not match the target's {tuple(target.shape)}")
     return ((out - target) ** 2).flatten(1).mean(1)

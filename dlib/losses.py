@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from dlib.denoiser import Flow
-from dlib.forward import PREDICTIONS, l_simple, q_sample
+from dlib.forward import PREDICTIONS, l_simple, mse_per_example, q_sample
 from dlib.schedules import Schedule
 from dlib.utils import append_dims
 
@@ -167,7 +167,7 @@ class FlowMatchingLoss:
         eps = self.shard.randn(x_0, generator)
         a, b = (append_dims(c, x_0.ndim) for c in self.process.path(t))
         out = model(a * x_0 + b * eps, self.process.time_scale * t, **cond)
-        return ((out - (eps - x_0)) ** 2).flatten(1).mean(1).mean()
+        return mse_per_example(out, eps - x_0).mean()
 
 
 def _labels(cond: dict, who: str) -> torch.Tensor:
