@@ -20,6 +20,7 @@ LAYERS = [
     ["dlib.samplers"],
     ["dlib.guidance"],
     ["dlib.metrics"],
+    ["dlib.exercises.catalogues"],
     ["dlib.evaluate", "dlib.train.__main__", "dlib"],
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -43,6 +43,7 @@ def process_group(device: torch.device | None = None) -> Iterator[tuple[Shard, t
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield Shard(dist.get_rank(), dist.get_world_size()), device
+        dist.barrier()  # rank 0 still writes the last checkpoint: leave together, or gloo's threads abort at exit
     finally:
         dist.destroy_process_group()
 
