@@ -24,7 +24,7 @@ name in code    meaning                                          paper symbol
 ``sigma``       ``sqrt((1-alpha_bar) / alpha_bar)``, ODE samplers  sigma (Karras et al.)
 ``x_bar``       ``x_t / sqrt(alpha_bar) = x_0 + sigma eps``       x (Karras et al.)
 ``s, a, b``     x = s (x_0 + sigma eps); a = s, b = s sigma      s(t) (Karras et al.)
-``lambda``      ``-log(sigma) = log_snr / 2`` (DPM-Solver)        lambda_t (Lu et al.)
+``ell``         ``-log(sigma) = log_snr / 2`` (DPM-Solver)        Lu et al.'s lambda_t
 ==============  ===============================================  ====================
 
 Index convention: the paper counts t = 1..T with x_0 the data. Here ``t = 0`` is the *first

@@ -21,7 +21,7 @@ there cannot say anything about x_0 and raises.
     eps    eps_hat = out                    x_0_hat = (x - b eps_hat) / a
     x_0    x_0_hat = out                    eps_hat = (x - a x_0_hat) / b
     v      x_0_hat = a x - b v              eps_hat = b x + a v              (VP: a^2 + b^2 = 1; Salimans & Ho 2022)
-    flow   x_0_hat = x - b u                eps_hat = x + a u                (u = eps - x_0 = dx/dt; Flow: a + b = 1)
+    flow   x_0_hat = x - b v_flow           eps_hat = x + a v_flow           (v_flow = eps - x_0 = dx/dt; Flow: a + b = 1)
     score  x_0_hat = (x + b^2 score) / a    eps_hat = -b score               (score = grad_x log p(x); Tweedie's formula)
     edm    x_0_hat = c_skip x_bar + c_out F(c_in x_bar)                       (Karras et al. 2022, Table 1)
 

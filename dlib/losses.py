@@ -156,7 +156,7 @@ class DiffusionLoss:
 class FlowMatchingLoss:
     """Flow matching on the straight path (Lipman et al. 2023, the OT path with sigma_min = 0; Liu et al.
     2023, rectified flow): t ~ U[0, 1), x_t = (1 - t) x_0 + t eps (``Flow.path``), and the network, told
-    ``time_scale * t``, regresses the velocity u = dx_t / dt = eps - x_0. Sample it with
+    ``time_scale * t``, regresses the velocity v_flow = dx_t / dt = eps - x_0. Sample it with
     ``Denoiser(net, "flow", Flow())`` (notebook 11)."""
 
     def __init__(self, process: Flow | None = None, *, shard: Shard = ONE_PROCESS):

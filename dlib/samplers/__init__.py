@@ -14,7 +14,7 @@ samplers add ``sigma``). Derived in notebook 05.
     grid         timesteps, sigma_grid, karras_sigmas                where the network is evaluated
     discrete     sample_ddpm, sample_ddim, ddim_invert               on the integer indices of a VP schedule
     sigma        sample_euler, sample_heun, sample_pf_ode (RK45)     the probability-flow ODE in sigma
-    dpm_solver   sample_dpm_solver: DPM-Solver 1-3, DPM-Solver++ 2M/3M, in lambda = -log sigma
+    dpm_solver   sample_dpm_solver: DPM-Solver 1-3, DPM-Solver++ 2M/3M, in ell = -log sigma
     sde          sample_sde (reverse SDE, Euler-Maruyama), sample_consistency (notebooks 11-12)
 """
 

@@ -72,8 +72,8 @@ def ddim_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step (Song et al. 2021, eq. 12): returns (x_prev, x_0_hat).
 
-    x_prev = sqrt(alpha_bar_prev) x_0_hat + sqrt(1 - alpha_bar_prev - s^2) eps_hat + s noise, with
-    s^2 = eta^2 beta_tilde, beta_tilde the DDPM posterior variance of the jump. eta = 0 is
+    x_prev = sqrt(alpha_bar_prev) x_0_hat + sqrt(1 - alpha_bar_prev - var) eps_hat + sqrt(var) noise, with
+    var = eta^2 beta_tilde (Sigma_t in docs/NOTATION.md), beta_tilde the DDPM posterior variance of the jump. eta = 0 is
     deterministic; eta = 1 has the variance of DDPM's fixed_small. Works in either direction:
     with alpha_bar_prev < alpha_bar_t and eta = 0 it is one step of DDIM inversion.
     With ``clip_x0``, eps_hat is re-derived from the clipped x_0_hat so both stay consistent.

@@ -1,7 +1,7 @@
 """DPM-Solver (Lu et al. 2022) and DPM-Solver++ (Lu et al. 2023) in log-SNR time. Notebook 05.
 
 Written in the scaled state x_bar = x_t / sqrt(alpha_bar) = x_0 + sigma eps of ``dlib.samplers.sigma``,
-with lambda = -log sigma (half the log-SNR) and h = lambda_next - lambda = log(sigma / sigma_next).
+with ell = -log sigma (half the log-SNR; Lu et al. write lambda for it) and h = ell_next - ell = log(sigma / sigma_next).
 The ODE's linear part is then solved exactly and only the network term is approximated:
 
     DPM-Solver   (eps form):  x_bar_next = x_bar - sigma_next (e^h - 1) eps_hat + higher-order corrections
@@ -9,7 +9,8 @@ The ODE's linear part is then solved exactly and only the network term is approx
 
 Note sigma_next (e^h - 1) = sigma - sigma_next: first-order DPM-Solver is Euler in sigma, which is
 DDIM; first-order DPM-Solver++ is the same step written with x_0_hat. Multiplying x_bar by
-sqrt(alpha_bar) gives back the papers' formulas in x_t, alpha_t = sqrt(alpha_bar), sigma_t = sqrt(1 - alpha_bar).
+sqrt(alpha_bar) gives back the papers' formulas in x_t, with Lu et al.'s alpha_t = sqrt(alpha_bar) and
+sigma_t = sqrt(1 - alpha_bar).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def dpm_solver_step(
     """One singlestep DPM-Solver-k step (Lu et al. 2022, Algorithms 4-5 with r1 = 1/2 and r1, r2 = 1/3, 2/3).
 
     ``eps_fn(x_bar, sigma)`` evaluates the network at intermediate noise levels (order - 1 extra calls,
-    at lambda + r h); ``eps_hat`` is the network at (x_bar, sigma). Order 1 is DDIM.
+    at ell + r h); ``eps_hat`` is the network at (x_bar, sigma). Order 1 is DDIM.
     """
     if order == 1 or sigma_next == 0:  # a step to sigma = 0 has h = inf: only the first-order step is defined
         return x_bar - (sigma - sigma_next) * eps_hat
@@ -61,7 +62,7 @@ def dpm_solver_pp_step(
     """One multistep DPM-Solver++ step (Lu et al. 2023, Algorithm 2 for 2M; 3M from the Taylor expansion).
 
     ``x_0_hats`` and ``sigmas`` hold the latest data predictions and their noise levels, newest first
-    (at least ``order`` of each); the earlier ones estimate the derivatives of x_0_hat in lambda.
+    (at least ``order`` of each); the earlier ones estimate the derivatives of x_0_hat in ell.
     """
     if order not in (1, 2, 3):
         raise ValueError(f"DPM-Solver++ order must be 1, 2 or 3, got {order}")
@@ -77,7 +78,7 @@ def dpm_solver_pp_step(
         return x_next + 0.5 * (1 - ratio) * d1_0
     r1 = math.log(sigmas[2] / sigmas[1]) / h
     d1_1 = (x_0_hats[1] - x_0_hats[2]) / r1
-    # Divided differences: d1 ~ h x_0_hat' and d2 ~ h^2 x_0_hat'' (in lambda), each to the order needed.
+    # Divided differences: d1 ~ h x_0_hat' and d2 ~ h^2 x_0_hat'' (in ell), each to the order needed.
     # diffusers and the reference code use d2 = (d1_0 - d1_1) / (r0 + r1), which is h^2 x_0_hat'' / 2:
     # the x_0_hat'' term then gets half its Taylor weight and 3M's local error is O(h^3), not O(h^4).
     d2 = 2 * (d1_0 - d1_1) / (r0 + r1)

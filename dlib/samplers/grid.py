@@ -65,7 +65,7 @@ def sigma_grid(
 
     spacing: an integer-index spacing of ``timesteps`` (VP schedules; exact integer t), "karras"
     (equal steps in sigma^(1/rho) over the process's finite sigma range), "logsnr" (equal steps in
-    lambda = -log sigma, DPM-Solver's choice for small images), or "uniform" (equal steps in the
+    ell = -log sigma, DPM-Solver's choice for small images), or "uniform" (equal steps in the
     network's time: the flow's t from 1 to 0). None takes the process's default, else ``default``.
     """
     process = VP(process) if isinstance(process, Schedule) else process
