@@ -52,3 +52,23 @@ class TextCondition:
 
         context, mask = self.encoder(captions(y.cpu(), x.cpu(), self.dataset, self.scale, gen))
         return drop_context(model, context, mask, self.p_uncond, gen)
+
+
+class SentenceCondition:
+    """Captions for a batch encoded to the frozen encoder's pooled sentence vectors, for the contrastive
+    model (notebook 07): ``(model, x, y, gen) -> dict(sentences=(B, 384), caption_id=(B,))``, where equal
+    ``caption_id`` marks equal captions (``dlib.losses.ContrastiveLoss`` counts them all as positives)."""
+
+    def __init__(self, dataset: str, x_all: torch.Tensor, device: torch.device):
+        from dlib.captions import AttributeScale
+        from dlib.text import TextEncoder
+
+        self.dataset, self.device = dataset, device
+        self.encoder, self.scale = TextEncoder(device), AttributeScale.fit(x_all)
+
+    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> dict:
+        from dlib.captions import captions
+
+        texts = captions(y.cpu(), x.cpu(), self.dataset, self.scale, gen)
+        ids = {c: i for i, c in enumerate(dict.fromkeys(texts))}
+        return {"sentences": self.encoder.sentences(texts), "caption_id": torch.tensor([ids[c] for c in texts])}

@@ -16,22 +16,33 @@ from dataclasses import dataclass, field
 import torch
 
 from dlib import data
-from dlib.conditioning import TextCondition, drop_labels
+from dlib.conditioning import SentenceCondition, TextCondition, drop_labels
 from dlib.denoiser import VP, Denoiser, Flow
 from dlib.forward import PREDICTIONS
 from dlib.losses import (
     ONE_PROCESS,
     WEIGHTINGS,
+    AutoencoderLoss,
     ClassifierLoss,
+    ContrastiveLoss,
     DiffusionLoss,
     FlowMatchingLoss,
     NoisyClassifierLoss,
     Shard,
 )
-from dlib.nets import Classifier, MLPDenoiser, NoisyClassifier, UNet, UNetConfig
+from dlib.nets import (
+    Autoencoder,
+    AutoencoderConfig,
+    Classifier,
+    ContrastiveModel,
+    MLPDenoiser,
+    NoisyClassifier,
+    UNet,
+    UNetConfig,
+)
 from dlib.schedules import Schedule
 
-KINDS = ("diffusion", "classifier", "noisy-classifier")
+KINDS = ("diffusion", "classifier", "noisy-classifier", "autoencoder", "contrastive")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 EMA_WARMUPS = ("ramp", "unbiased", "none")  # how the EMA decay starts: dlib.train.loop.ema_decay_at
 
@@ -39,11 +50,15 @@ EMA_WARMUPS = ("ramp", "unbiased", "none")  # how the EMA decay starts: dlib.tra
 @dataclass
 class TrainConfig:
     name: str = "run"  # run folder under out_dir, and the exported model's name
-    kind: str = "diffusion"  # one of KINDS: an eps/x_0/v model, a classifier of clean images, or of (x_t, t)
+    kind: str = "diffusion"  # one of KINDS: an eps/x_0/v model, a classifier of clean images or of (x_t, t),
+    # the autoencoder of latent diffusion, or the contrastive image-text model (notebook 07)
     dataset: str = "mnist"  # "mnist", "fashion-mnist", or a 2D toy name from dlib.data.TOYS
     pad_to_32: bool = False  # pad 28x28 images to 32x32 (needed for 3 downsamplings)
     limit: int | None = None  # use only the first `limit` training examples
     unet: UNetConfig = field(default_factory=UNetConfig)  # ignored for 2D toys (MLPDenoiser) and classifiers
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # kind "autoencoder" only
+    kl_weight: float = 1e-3  # kind "autoencoder": weight of the KL term (dlib.losses.AutoencoderLoss)
+    recon: str = "l1"  # kind "autoencoder": reconstruction error, "l1" or "mse"
     schedule: str = "linear"
     T: int = 1000
     prediction: str = (
@@ -80,6 +95,7 @@ class TrainConfig:
             ("weighting", WEIGHTINGS),
             ("lr_schedule", LR_SCHEDULES),
             ("ema_warmup", EMA_WARMUPS),
+            ("recon", ("l1", "mse")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -97,6 +113,7 @@ def config_from_dict(d: dict) -> TrainConfig:
     """The inverse of ``config_to_dict``; a field the dict lacks (added after it was written) takes its default."""
     d = dict(d)
     d["unet"] = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["unet"].items()})
+    d["autoencoder"] = AutoencoderConfig(**d.get("autoencoder", {}))
     d["progressive"] = tuple(tuple(p) for p in d.get("progressive", ()))
     d["multiscale"] = tuple(d.get("multiscale", ()))
     return TrainConfig(**d)
@@ -108,9 +125,17 @@ def build_model(cfg: TrainConfig, image_shape: tuple[int, ...] | None = None) ->
     ``image_shape`` (C, H, W) of the training images sizes the classifiers (the cards record it;
     without it they take their defaults); the U-Net is convolutional and takes channels from ``cfg.unet``.
     """
+    size = {} if image_shape is None else {"in_channels": image_shape[0], "image_size": image_shape[-1]}
     if cfg.kind in ("classifier", "noisy-classifier"):
-        size = {} if image_shape is None else {"in_channels": image_shape[0], "image_size": image_shape[-1]}
         return (Classifier if cfg.kind == "classifier" else NoisyClassifier)(**size)
+    if cfg.kind == "contrastive":
+        return ContrastiveModel(**size)
+    if cfg.kind == "autoencoder":
+        if image_shape is not None and image_shape[0] != cfg.autoencoder.in_channels:
+            raise ValueError(
+                f"the images have {image_shape[0]} channels, autoencoder.in_channels is {cfg.autoencoder.in_channels}"
+            )
+        return Autoencoder(cfg.autoencoder)
     if cfg.dataset in data.TOYS:
         return MLPDenoiser()
     return UNet(cfg.unet)
@@ -122,6 +147,10 @@ def build_loss(cfg: TrainConfig, sched: Schedule, shard: Shard = ONE_PROCESS) ->
         return ClassifierLoss()
     if cfg.kind == "noisy-classifier":
         return NoisyClassifierLoss(sched, shard=shard)
+    if cfg.kind == "autoencoder":
+        return AutoencoderLoss(cfg.kl_weight, cfg.recon, shard=shard)
+    if cfg.kind == "contrastive":
+        return ContrastiveLoss()
     if cfg.prediction == "flow":
         return FlowMatchingLoss(shard=shard)
     return DiffusionLoss(sched, cfg.prediction, cfg.weighting, cfg.snr_gamma, scales=cfg.multiscale, shard=shard)
@@ -139,6 +168,10 @@ def build_condition(cfg: TrainConfig, x_all: torch.Tensor, device: torch.device)
     Classifiers get their targets ``y``; a class-conditional U-Net its labels with a share ``p_uncond``
     dropped; a text-conditional one encoded captions (``TextCondition``); anything else nothing.
     """
+    if cfg.kind == "contrastive":
+        return SentenceCondition(cfg.dataset, x_all, device)
+    if cfg.kind == "autoencoder":
+        return lambda model, x, y, gen: {}
     if cfg.kind != "diffusion":
         return lambda model, x, y, gen: {"y": y}
     if cfg.dataset in data.TOYS:

@@ -200,3 +200,48 @@ class NoisyClassifierLoss:
         x = random_shift(x_0, generator, self.max_shift)
         x_t = q_sample(x, t, self.sched, self.shard.randn(x, generator))
         return F.cross_entropy(model(x_t, t), y)
+
+
+class AutoencoderLoss:
+    """Reconstruction error plus ``kl_weight`` times KL(q(z | x) || N(0, I)), per example, both summed over
+    elements and divided by the image's element count (Rombach et al. 2022 without the perceptual and
+    adversarial terms). ``recon``: "l1" (sharper edges on these images) or "mse" (a Gaussian decoder)."""
+
+    def __init__(self, kl_weight: float = 1e-3, recon: str = "l1", *, shard: Shard = ONE_PROCESS):
+        if recon not in ("l1", "mse") or kl_weight < 0:
+            raise ValueError(
+                f"AutoencoderLoss needs recon 'l1' or 'mse' and kl_weight >= 0, got {recon!r}, {kl_weight}"
+            )
+        self.kl_weight, self.recon, self.shard = kl_weight, recon, shard
+
+    def parts(self, model, x_0: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The two terms, per example (B,), each divided by the image's element count."""
+        x_rec, posterior = model(x_0, lambda mean: self.shard.randn(mean, generator))
+        err = (x_rec - x_0).abs() if self.recon == "l1" else (x_rec - x_0) ** 2
+        n = x_0[0].numel()
+        return {"recon": err.flatten(1).sum(1) / n, "kl": posterior.kl() / n}
+
+    def __call__(self, model, x_0: torch.Tensor, generator: torch.Generator | None = None, **cond) -> torch.Tensor:
+        p = self.parts(model, x_0, generator)
+        return (p["recon"] + self.kl_weight * p["kl"]).mean()
+
+
+class ContrastiveLoss:
+    """InfoNCE in both directions (Radford et al. 2021): cross-entropy of each image's row of logits
+    against its caption, and of each caption's column against its image, averaged.
+
+    Captions repeat within a batch (ten classes, a few wordings): ``caption_id`` (B,) marks identical
+    ones, and every identical caption counts as a positive (the target spreads evenly over them) rather
+    than as a negative the model could never tell apart. Under DDP the negatives are the local slice's.
+    """
+
+    def __init__(self, max_shift: int = 2):
+        self.max_shift = max_shift
+
+    def __call__(self, model, x_0: torch.Tensor, generator: torch.Generator | None = None, **cond) -> torch.Tensor:
+        if "sentences" not in cond or "caption_id" not in cond:
+            raise TypeError(f"ContrastiveLoss needs sentences=(B, D) and caption_id=(B,), got {sorted(cond)}")
+        logits = model(random_shift(x_0, generator, self.max_shift), cond["sentences"])  # (B, B)
+        same = (cond["caption_id"][:, None] == cond["caption_id"][None, :]).float()
+        target = same / same.sum(1, keepdim=True)  # symmetric, so the same targets serve both directions
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

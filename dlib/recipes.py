@@ -10,7 +10,7 @@ live lower down, in ``dlib.config``, so that ``dlib.checkpoint`` can rebuild a n
 from __future__ import annotations
 
 from dlib.config import TrainConfig, build_model
-from dlib.nets import UNetConfig
+from dlib.nets import AutoencoderConfig, UNetConfig
 
 __all__ = ["RECIPES", "TrainConfig", "build_model"]
 
@@ -100,5 +100,32 @@ RECIPES: dict[str, TrainConfig] = {
         name="mnist-flow-small", prediction="flow", steps=400, batch_size=64, lr=2e-3, warmup=50, lr_schedule="cosine",
         log_every=25, ckpt_every=100,
         unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
+    # Notebook 07's first stage: a KL-regularised autoencoder, 1 x 28 x 28 -> 4 x 7 x 7 (dlib.nets.autoencoder),
+    # and the contrastive image tower against the frozen sentence encoder (dlib.nets.contrastive).
+    "fashion-ae": TrainConfig(
+        name="fashion-ae", kind="autoencoder", dataset="fashion-mnist", steps=3000, batch_size=64, lr=1e-3, warmup=100,
+        lr_schedule="cosine", ema_decay=0.999, ema_warmup="unbiased", kl_weight=1e-3, log_every=50, ckpt_every=100,
+        autoencoder=AutoencoderConfig(width=16),
+    ),
+    "mnist-ae": TrainConfig(
+        name="mnist-ae", kind="autoencoder", steps=3000, batch_size=64, lr=1e-3, warmup=100,
+        lr_schedule="cosine", ema_decay=0.999, ema_warmup="unbiased", kl_weight=1e-3, log_every=50, ckpt_every=100,
+        autoencoder=AutoencoderConfig(width=16),
+    ),
+    "fashion-clip": TrainConfig(
+        name="fashion-clip", kind="contrastive", dataset="fashion-mnist", steps=3000, batch_size=128, lr=1e-3, warmup=100,
+        lr_schedule="cosine", ema_decay=0.999, ema_warmup="unbiased", log_every=50, ckpt_every=100,
+    ),
+    "mnist-clip": TrainConfig(
+        name="mnist-clip", kind="contrastive", steps=3000, batch_size=128, lr=1e-3, warmup=100,
+        lr_schedule="cosine", ema_decay=0.999, ema_warmup="unbiased", log_every=50, ckpt_every=100,
+    ),
+    "ae-tiny": TrainConfig(
+        name="ae-tiny", kind="autoencoder", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
+        autoencoder=AutoencoderConfig(width=8),
+    ),
+    "clip-tiny": TrainConfig(
+        name="clip-tiny", kind="contrastive", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
     ),
 }  # fmt: skip

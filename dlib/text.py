@@ -10,6 +10,9 @@ sequence lets the image attend to individual words.
     enc = TextEncoder()
     context, mask = enc(["a thick seven", "the number after six"])   # (2, L, 384), (2, L) bool
     enc.tokens("a thick seven")                                       # ['[CLS]', 'a', 'thick', 'seven', '[SEP]']
+    enc.sentences(["a thick seven"])                                  # (1, 384): the pooled, unit-length vector
+
+The contrastive model of notebook 07 uses the pooled vector (``sentences``): one point per caption.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class TextEncoder:
         self.model = _load(str(device))
         self.device = torch.device(device)
         self._cache: dict[str, torch.Tensor] = {}
+        self._pooled: dict[str, torch.Tensor] = {}
 
     def tokens(self, caption: str) -> list[str]:
         """The word pieces the encoder sees, in order (the keys cross-attention attends to)."""
@@ -41,8 +45,7 @@ class TextEncoder:
 
     @torch.no_grad()
     def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions) or not captions:
-            raise TypeError(f"captions must be a non-empty list of strings, got {captions!r:.80}")
+        _check_captions(captions)
         for c in sorted(set(captions) - set(self._cache)):  # one at a time: no padding, so no dependence on
             # which captions happen to share a batch, and a resumed training run sees bit-identical encodings
             self._cache[c] = self.model.encode([c], output_value="token_embeddings")[0].float().cpu()
@@ -53,6 +56,22 @@ class TextEncoder:
         for i, s in enumerate(seqs):
             context[i, : len(s)], mask[i, : len(s)] = s, True
         return context.to(self.device), mask.to(self.device)
+
+    @torch.no_grad()
+    def sentences(self, captions: list[str]) -> torch.Tensor:
+        """The pooled sentence vectors (B, 384), unit length: the mean of the token embeddings, normalised,
+        as the encoder was trained to produce them. Cached per caption, encoded one at a time like ``__call__``."""
+        _check_captions(captions)
+        for c in sorted(set(captions) - set(self._pooled)):
+            self._pooled[c] = (
+                self.model.encode([c], output_value="sentence_embedding", convert_to_tensor=True)[0].float().cpu()
+            )
+        return torch.stack([self._pooled[c] for c in captions]).to(self.device)
+
+
+def _check_captions(captions) -> None:
+    if isinstance(captions, str) or not captions or not all(isinstance(c, str) for c in captions):
+        raise TypeError(f"captions must be a non-empty list of strings, got {captions!r:.80}")
 
 
 @cache

@@ -4,6 +4,8 @@
   down- and upsampling blocks (notebook 03; cross-attention in notebook 06).
 - ``unet``: ``UNetConfig`` and the ``UNet`` image denoiser (notebook 03; labels and text, 06).
 - ``small``: ``MLPDenoiser`` for 2D toy data.
+- ``autoencoder``: ``Autoencoder`` with a KL-regularised latent, the first stage of latent diffusion (notebook 07).
+- ``contrastive``: ``ContrastiveModel``, an image tower trained against a frozen text encoder (notebooks 07, 10).
 - ``classifiers``: ``Classifier`` of clean images (scores, FID features; notebooks 04 and 05) and
   ``NoisyClassifier`` p(y | x_t, t) for classifier guidance (notebook 06).
 
@@ -18,6 +20,7 @@ tokens with context_mask (B, L) marking real tokens; a conditional model called 
 condition is the unconditional model.
 """
 
+from dlib.nets.autoencoder import Autoencoder, AutoencoderConfig, DiagonalGaussian, fit_scaling_factor
 from dlib.nets.blocks import (
     CrossAttention,
     Downsample,
@@ -30,11 +33,17 @@ from dlib.nets.blocks import (
     zero_init,
 )
 from dlib.nets.classifiers import Classifier, NoisyClassifier
+from dlib.nets.contrastive import ContrastiveModel
 from dlib.nets.small import MLPDenoiser
 from dlib.nets.unet import AttnStack, UNet, UNetConfig
 
 __all__ = [
     "AttnStack",
+    "Autoencoder",
+    "AutoencoderConfig",
+    "ContrastiveModel",
+    "DiagonalGaussian",
+    "fit_scaling_factor",
     "Classifier",
     "CrossAttention",
     "Downsample",
