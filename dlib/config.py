@@ -59,6 +59,7 @@ class TrainConfig:
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # kind "autoencoder" only
     kl_weight: float = 1e-3  # kind "autoencoder": weight of the KL term (dlib.losses.AutoencoderLoss)
     recon: str = "l1"  # kind "autoencoder": reconstruction error, "l1" or "mse"
+    latent_of: str | None = None  # kind "diffusion": train on the scaled latents of this shipped autoencoder (07)
     schedule: str = "linear"
     T: int = 1000
     prediction: str = (
@@ -101,6 +102,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.decay_steps is not None and self.decay_steps <= self.warmup:
             raise ValueError(f"TrainConfig.decay_steps must exceed warmup ({self.warmup}), got {self.decay_steps}")
+        if self.latent_of is not None and (self.kind != "diffusion" or self.dataset in data.TOYS):
+            raise ValueError(
+                f"TrainConfig.latent_of needs kind 'diffusion' on images, got {self.kind!r} on {self.dataset!r}"
+            )
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1], got {self.ema_decay}")
 

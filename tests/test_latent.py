@@ -145,3 +145,38 @@ def test_tiny_runs_learn_resume_exactly_and_rebuild_from_their_card(name, tmp_pa
     model, sched = _rebuild(whole["card"], whole["ema"].state_dict(), name)
     assert sched is None and type(model) is type(whole["model"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_latent_diffusion_trains_on_scaled_posterior_draws_and_resumes_exactly(tmp_path, monkeypatch):
+    from dlib import checkpoint
+    from dlib.nets import UNetConfig
+    from dlib.train.latents import LatentData
+
+    torch.manual_seed(0)
+    ae = Autoencoder(AutoencoderConfig(width=8))
+    ae.scaling_factor.fill_(2.0)
+    monkeypatch.setattr(checkpoint, "load_pretrained", lambda name, device="cpu": (ae, None, {}))
+    unet = UNetConfig(in_channels=4, base_channels=16, channel_mults=(1,), num_res_blocks=1, attention_levels=(0,))
+    cfg = dataclasses.replace(
+        RECIPES["mnist-tiny"], latent_of="some-ae", unet=unet, steps=4, ckpt_every=2, out_dir=str(tmp_path / "a")
+    )
+    whole = train(cfg, progress=False)
+    assert whole["card"]["image_shape"] == [4, 7, 7]
+    split = dataclasses.replace(cfg, out_dir=str(tmp_path / "b"))
+    train(split, stop_after=2, progress=False)
+    resumed = train(split, progress=False)
+    for (key, a), b in zip(whole["model"].state_dict().items(), resumed["model"].state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    # the draws: scaling_factor * (mean + std * eps), the rows of one process's share under a shard
+    images = torch.randn(6, 1, 28, 28, generator=G)
+    data = LatentData(ae, images, batch_size=4)
+    q = ae.encode(images)
+    idx = torch.tensor([5, 0, 2, 2])
+    z = data.sample(idx, torch.Generator().manual_seed(1), Shard())
+    eps = torch.randn((4, 4, 7, 7), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(z, 2.0 * (q.mean[idx] + q.std[idx] * eps), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(data.sample(idx, torch.Generator().manual_seed(1), Shard(1, 2)), z[2:])
+    with pytest.raises(ValueError, match="latents of some-ae have 4 channels but unet.in_channels is 1"):
+        train(dataclasses.replace(cfg, unet=UNetConfig(), out_dir=str(tmp_path / "c")), progress=False)
+    with pytest.raises(ValueError, match="latent_of needs kind 'diffusion' on images"):
+        dataclasses.replace(cfg, kind="classifier")

@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg, **{k: v for k, v in dict(steps=args.steps, out_dir=args.out_dir).items() if v is not None}
     )
     sample_every = args.sample_every if cfg.kind == "diffusion" and cfg.dataset not in data.TOYS else 0
+    sample_every = 0 if cfg.latent_of else sample_every  # latents are not images: notebook 07 decodes them
     shape = tuple(load_training_data(dataclasses.replace(cfg, limit=1))[0].shape[1:]) if sample_every else ()
     result = train(
         cfg,

@@ -33,6 +33,7 @@ from dlib.config import (
 from dlib.losses import resize
 from dlib.schedules import get_schedule
 from dlib.train import distributed
+from dlib.train.latents import LatentData
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -123,9 +124,11 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
     torch.manual_seed(cfg.seed)  # dropout and initialisation
     gen = torch.Generator().manual_seed(cfg.seed)  # data order, t and eps: the same on every process
     x_all, y_all = load_training_data(cfg)
-    image_shape = list(x_all.shape[1:]) if x_all.ndim == 4 else None  # (C, H, W), from the data
+    latents = LatentData(checkpoint.load_pretrained(cfg.latent_of)[0], x_all) if cfg.latent_of else None
+    image_shape = list(latents.shape if latents else x_all.shape[1:]) if x_all.ndim == 4 else None  # (C, H, W)
     if cfg.kind == "diffusion" and image_shape and image_shape[0] != cfg.unet.in_channels:
-        raise ValueError(f"{cfg.dataset} has {image_shape[0]} channels but unet.in_channels is {cfg.unet.in_channels}")
+        what = f"the latents of {cfg.latent_of}" if latents else cfg.dataset
+        raise ValueError(f"{what} have {image_shape[0]} channels but unet.in_channels is {cfg.unet.in_channels}")
     net = build_model(cfg, image_shape).to(device)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -151,7 +154,8 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)  # the global batch
         x, y = x_all[idx], y_all[idx]
         cond = condition(net, x, y, gen)  # drawn for the global batch, like t and eps in the loss
-        x = shard.rows(x).to(device, non_blocking=True)
+        x = latents.sample(idx, gen, shard) if latents else shard.rows(x)  # captions above measure the images
+        x = x.to(device, non_blocking=True)
         cond = {k: shard.rows(v).to(device, non_blocking=True) for k, v in cond.items()}
         size = resolution_at(step, cfg, x.shape[-1])
         if x.ndim == 4 and size != x.shape[-1]:
