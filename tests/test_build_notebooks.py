@@ -50,3 +50,50 @@ def test_every_notebook_has_a_parameters_cell_with_budget():
         nb = nbformat.read(path, as_version=4)
         params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(params) == 1 and "BUDGET" in params[0].source, path.name
+
+
+README_TABLE = """intro
+<!-- timings-table -->
+| notebook | smoke | cpu | gpu |
+|---|---|---|---|
+| 01 forward process | 8.3 | 12.3 | not yet measured |
+| 05 sampling | 44.0 | 280.0 | 31.5 |
+
+after
+"""
+
+
+def test_run_time_sentence_comes_from_the_readme_table():
+    times = B.measured_times(README_TABLE)
+    assert times["05"] == {"smoke": "44.0", "cpu": "280.0", "gpu": "31.5"}
+    one = B.run_time_sentence("01", times)
+    assert "8 s at `smoke`, 12 s at `cpu`; `gpu` not yet measured." in one
+    assert "44 s at `smoke`, 4.7 min at `cpu`, 32 s at `gpu`." in B.run_time_sentence("05", times)
+    with pytest.raises(KeyError, match="no row for notebook 07"):
+        B.run_time_sentence("07", times)
+
+
+def test_header_span_is_rewritten_and_required():
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("# 01\nText. <!-- run-time -->about 1 min<!-- /run-time --> More."))
+    times = B.measured_times(README_TABLE)
+    assert B.with_run_time(nb, "01", times)
+    assert "8 s at `smoke`" in nb.cells[0].source and nb.cells[0].source.endswith(" More.")
+    assert not B.with_run_time(nb, "01", times), "a second pass changes nothing"
+    nb.cells[0].source = "# 01\nno span"
+    with pytest.raises(ValueError, match="no <!-- run-time -->"):
+        B.with_run_time(nb, "01", times)
+
+
+def test_outputs_survive_a_markdown_only_change():
+    def nb(markdown, code):
+        out = nbformat.v4.new_notebook()
+        out.cells = [nbformat.v4.new_markdown_cell(markdown), nbformat.v4.new_code_cell(code)]
+        return out
+
+    old = nb("# old header", "print(1)")
+    old.cells[1].outputs, old.cells[1].execution_count = [nbformat.v4.new_output("stream", text="1\n")], 1
+    new = nb("# new header", "print(1)")
+    assert B.keep_outputs(old, new) and new.cells[1].outputs == old.cells[1].outputs
+    changed = nb("# new header", "print(2)")
+    assert not B.keep_outputs(old, changed) and changed.cells[1].outputs == []

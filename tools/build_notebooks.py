@@ -15,6 +15,10 @@ an invitation to answer. Nothing else changes.
     python tools/build_notebooks.py --execute        # ... then execute solutions/ and notebooks/ in place (cpu budget)
     python tools/build_notebooks.py --execute --budget smoke --out build/timed   # time a budget, leave the repo alone
     python tools/build_notebooks.py --check          # exit 1 if notebooks/ is stale
+
+Each notebook's header states its run time between ``<!-- run-time -->`` and ``<!-- /run-time -->``.
+That sentence is generated from the README's measured table (the one source; see ``run_time_sentence``):
+generating rewrites it in solutions/ too, and ``--check`` fails when it differs from the table.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 MARKDOWN_STUB = ["*Your answer here. The worked answer is in the same notebook under `solutions/`.*"]
 _MARKER = re.compile(r"^(\s*)(### (?:BEGIN|END) SOLUTION)\s*$")
+README = ROOT / "README.md"
+RUN_TIME = re.compile(r"<!-- run-time -->.*?<!-- /run-time -->", re.S)
 
 
 def strip_solutions(source: str, cell_type: str = "code") -> str:
@@ -71,6 +77,66 @@ def learner_version(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def measured_times(readme: str | None = None) -> dict[str, dict[str, str]]:
+    """The README's table of measured run times: notebook number ("01") -> {"smoke": "8.3", "cpu": ..., "gpu": ...}."""
+    readme = README.read_text() if readme is None else readme
+    table = readme.split("<!-- timings-table -->", 1)[1].strip().splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    rows = {}
+    for line in table[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0][:2]] = dict(zip(header[1:], cells[1:], strict=True))
+    return rows
+
+
+def _duration(cell: str) -> str | None:
+    try:
+        seconds = float(cell)
+    except ValueError:
+        return None  # "not yet measured (...)"
+    return f"{seconds:.0f} s" if seconds < 100 else f"{seconds / 60:.1f} min"
+
+
+def run_time_sentence(number: str, times: dict[str, dict[str, str]]) -> str:
+    """The header's run-time sentence for notebook ``number``, from the README's table."""
+    if number not in times:
+        raise KeyError(f"README.md's timings table has no row for notebook {number}")
+    row = times[number]
+    parts = [f"{d} at `{b}`" for b in ("smoke", "cpu", "gpu") if (d := _duration(row.get(b, "")))]
+    unmeasured = [f"`{b}`" for b in ("smoke", "cpu", "gpu") if not _duration(row.get(b, ""))]
+    text = (
+        "Run time on the course's reference machine (2 CPU cores, no GPU; the README's measured table): "
+        + ", ".join(parts)
+    )
+    if unmeasured:
+        text += "; " + " and ".join(unmeasured) + " not yet measured"
+    return f"<!-- run-time -->{text}.<!-- /run-time -->"
+
+
+def with_run_time(nb: nbformat.NotebookNode, number: str, times: dict[str, dict[str, str]]) -> bool:
+    """Rewrite the header's run-time span in place; True if it changed. A header without the span is an error."""
+    header = nb.cells[0]
+    if not RUN_TIME.search(header.source):
+        raise ValueError(f"notebook {number}: the first cell has no <!-- run-time --> ... <!-- /run-time --> span")
+    new = RUN_TIME.sub(lambda _: run_time_sentence(number, times), header.source)
+    changed, header.source = new != header.source, new
+    return changed
+
+
+def keep_outputs(old: nbformat.NotebookNode, new: nbformat.NotebookNode) -> bool:
+    """Carry the executed outputs of ``old`` into ``new`` when their code cells are identical (only Markdown
+    changed, e.g. a header's run-time sentence): the same code gives the same outputs. True if carried."""
+    code = [(c.cell_type, c.source if c.cell_type == "code" else None) for c in old.cells]
+    if code != [(c.cell_type, c.source if c.cell_type == "code" else None) for c in new.cells]:
+        return False
+    for o, n in zip(old.cells, new.cells, strict=True):
+        if n.cell_type == "code":
+            n.outputs, n.execution_count = o.outputs, o.execution_count
+    return True
+
+
 def sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(c.cell_type, c.source) for c in nb.cells]
 
@@ -79,10 +145,18 @@ def generate(names: list[str] | None = None, target: Path = NOTEBOOKS) -> list[P
     """Regenerate notebooks/ from solutions/ (only ``names`` if given, leaving the others' outputs alone)."""
     target.mkdir(parents=True, exist_ok=True)
     written = []
+    times = measured_times()
     for path in sorted(SOLUTIONS.glob("*.ipynb")):
         if names is not None and path.name not in names:
             continue
-        nbformat.write(learner_version(nbformat.read(path, as_version=4)), target / path.name)
+        solution = nbformat.read(path, as_version=4)
+        # a header without the span is left as it is here; --check (and the tests) report it
+        if RUN_TIME.search(solution.cells[0].source) and with_run_time(solution, path.name[:2], times):
+            nbformat.write(solution, path)  # only the header's run-time sentence changed
+        learner = learner_version(solution)
+        if (target / path.name).exists():
+            keep_outputs(nbformat.read(target / path.name, as_version=4), learner)
+        nbformat.write(learner, target / path.name)
         written.append(target / path.name)
     if names is None and target == NOTEBOOKS:
         for stale in set(NOTEBOOKS.glob("*.ipynb")) - set(written):
@@ -97,6 +171,13 @@ def check() -> list[str]:
     gen = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
     problems += [f"notebooks/{n} is missing" for n in sorted(sol - gen)]
     problems += [f"notebooks/{n} has no source in solutions/" for n in sorted(gen - sol)]
+    times = measured_times()
+    for name in sorted(sol):
+        try:
+            if with_run_time(nbformat.read(SOLUTIONS / name, as_version=4), name[:2], times):
+                problems.append(f"solutions/{name}: the header's run time differs from README.md's table")
+        except (ValueError, KeyError) as e:
+            problems.append(f"solutions/{name}: {e}")
     for name in sorted(sol & gen):
         expected = learner_version(nbformat.read(SOLUTIONS / name, as_version=4))
         actual = nbformat.read(NOTEBOOKS / name, as_version=4)
