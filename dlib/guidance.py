@@ -1,38 +1,45 @@
 """Guidance: turn a conditional model into one that follows its condition harder. Notebook 06.
 
 Both kinds are wrappers that return an ordinary ``eps_model(x_t, t, **cond)``, so every sampler of
-``dlib.samplers`` uses them unchanged.
+``dlib.samplers`` uses them unchanged. Notation (docs/NOTATION.md): w is Ho & Salimans' scale, gamma = 1 + w.
 
 Classifier-free guidance (Ho & Salimans 2021) extrapolates from the unconditional prediction
 eps_u = eps(x_t, t, null) towards the conditional one eps_c = eps(x_t, t, c). Two conventions for
 the scale are in use, and they differ by one:
 
-    "uncond" (diffusers, Imagen, Stable Diffusion):  eps_u + w (eps_c - eps_u)   w = 1: no guidance
-    "cond"   (Ho & Salimans 2021, eq. 6):           (1 + w) eps_c - w eps_u     w = 0: no guidance
+    "uncond" (diffusers, Imagen, Stable Diffusion):  eps_u + gamma (eps_c - eps_u)   gamma = 1: no guidance
+    "cond"   (Ho & Salimans 2021, eq. 6):           (1 + w) eps_c - w eps_u          w = 0: no guidance
 
-so gamma = w_uncond = 1 + w_cond. At every noise level the guided eps is that of the tilted marginal
-p_t(x_t | c)^gamma p_t(x_t)^(1 - gamma); the samples do NOT follow the tilted data distribution
-p(x_0 | c)^gamma p(x_0)^(1 - gamma), because tilting each marginal is not the marginal of a tilt
-(Chidambaram et al. 2024; Bradley & Nakkiran 2024; checked on a Gaussian mixture in notebook 06).
-The wrapper evaluates both predictions in one batched network call.
+so gamma = 1 + w (``cfg_combine``'s argument ``w`` is gamma under "uncond"). At every noise level the
+guided eps is that of the tilted marginal p_t(x_t | c)^gamma p_t(x_t)^(1 - gamma); the samples do NOT
+follow the tilted data distribution p(x_0 | c)^gamma p(x_0)^(1 - gamma), because tilting each marginal
+is not the marginal of a tilt (Chidambaram et al. 2024; Bradley & Nakkiran 2024; checked on a Gaussian
+mixture in notebook 06). The wrapper evaluates both predictions in one batched network call.
 
-Classifier guidance (Dhariwal & Nichol 2021, Algorithm 2 written for eps): by Bayes' rule
-grad log p(x_t | y) = grad log p(x_t) + grad log p(y | x_t), and eps = -sqrt(1 - alpha_bar) grad log p, so
+Classifier guidance (Dhariwal & Nichol 2021, Algorithm 2 written for eps; their scale s is our gamma):
+by Bayes' rule grad log p(x_t | y) = grad log p(x_t) + grad log p(y | x_t), and eps = -sqrt(1 - alpha_bar) grad log p, so
 
     eps_guided = eps(x_t, t) - sqrt(1 - alpha_bar_t) * gamma * grad_x log p_phi(y | x_t, t)
 
 with a classifier p_phi trained on noisy x_t; gamma is ``classifier_guidance``'s ``scale``. gamma = 1 gives
-the conditional model exactly (if both networks are exact); gamma > 1 sharpens the class.
+the conditional model exactly (if both networks are exact); gamma > 1 sharpens the class. Both kinds
+target p(x_t) p(y | x_t)^gamma: CFG at w is classifier guidance at gamma = 1 + w.
+
+Strong guidance oversaturates (x_0_hat leaves the data range); three fixes, usable together in
+``sample_cfg_ddim``: ``dynamic_threshold`` (Saharia et al. 2022), ``cfg_rescale`` (Lin et al. 2024) and
+guidance only in an interval of noise levels (Kynkaanniemi et al. 2024).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 from dlib.denoiser import VP, Denoiser
-from dlib.samplers import sample_ddpm
+from dlib.forward import eps_from_x0, x0_from_eps
+from dlib.samplers import alpha_bar_grid, ddim_step, sample_ddpm, timesteps
 from dlib.schedules import Schedule, alpha_bar_of_t
 from dlib.utils import append_dims
 
@@ -40,7 +47,8 @@ CONVENTIONS = ("uncond", "cond")
 
 
 def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, w: float, convention: str = "uncond") -> torch.Tensor:
-    """The classifier-free guidance combination of the two predictions (see the module docstring)."""
+    """The classifier-free guidance combination of the two predictions (see the module docstring): ``w`` is
+    gamma under ``convention="uncond"``, Ho & Salimans' w under ``"cond"``."""
     if convention == "uncond":
         return eps_uncond + w * (eps_cond - eps_uncond)
     if convention == "cond":
@@ -129,3 +137,59 @@ def guided_samples(
         x_T = torch.randn((len(first), *shape), generator=generator).to(first.device)
         out.append(sample_ddpm(guided, x_T, steps=steps, spacing="linspace", generator=generator, **part))
     return torch.cat(out).clamp(-1, 1)
+
+
+def dynamic_threshold(x_0_hat: torch.Tensor, percentile: float = 0.995, max_value: float = math.inf) -> torch.Tensor:
+    """Imagen's dynamic thresholding (Saharia et al. 2022; their s): per example, r = the ``percentile`` quantile
+    of |x_0_hat| over all its values, floored at 1 (and capped at ``max_value``); clip to [-r, r] and divide by r.
+    Examples already inside [-1, 1] (r = 1) are left alone; saturated ones are pulled in, not flattened."""
+    flat = x_0_hat.flatten(1)
+    r = torch.quantile(flat.abs().double(), percentile, dim=1).clamp(1.0, max_value).to(flat.dtype)[:, None]
+    return (torch.maximum(torch.minimum(flat, r), -r) / r).reshape(x_0_hat.shape)
+
+
+def cfg_rescale(eps_guided: torch.Tensor, eps_cond: torch.Tensor, phi: float = 0.7) -> torch.Tensor:
+    """CFG rescale (Lin et al. 2024, sec. 3.4): rescale the guided prediction, per example, to the standard
+    deviation of the conditional one, then mix: phi * rescaled + (1 - phi) * guided. phi = 0 is plain CFG."""
+    dims = list(range(1, eps_guided.ndim))
+    rescaled = eps_guided * (eps_cond.std(dim=dims, keepdim=True) / eps_guided.std(dim=dims, keepdim=True))
+    return phi * rescaled + (1 - phi) * eps_guided
+
+
+@torch.no_grad()
+def sample_cfg_ddim(
+    model: Callable,
+    x_T: torch.Tensor,
+    sched: Schedule,
+    steps: int,
+    w: float,
+    y: torch.Tensor,
+    null_y: int,
+    *,
+    threshold: float | None = None,
+    rescale: float = 0.0,
+    interval: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Classifier-free-guided DDIM (eta = 0) on the grid ``timesteps(T, steps)`` (then the data), scale w in
+    the "cond" convention; the reference of notebook 06's build exercise. Per step, one call of the class
+    model ``model(x, t, y=...)`` on the doubled batch (labels y, then the null label ``null_y``). Options:
+    ``threshold`` (a percentile: ``dynamic_threshold`` on x_0_hat, eps re-derived from it), ``rescale``
+    (``cfg_rescale``'s phi), ``interval`` = (t_lo, t_hi): guide only where t_lo <= t <= t_hi, elsewhere
+    the plain conditional prediction (Kynkaanniemi et al. 2024). Returns x_0, unclipped."""
+    ts = timesteps(sched.T, steps)
+    alpha_bar = alpha_bar_grid(sched, ts)
+    labels = torch.cat([y, torch.full_like(y, null_y)])
+    x = x_T
+    for i, t in enumerate(ts.tolist()):
+        t_batch = torch.full((2 * len(x),), t, dtype=torch.long, device=x.device)
+        eps_cond, eps_uncond = model(torch.cat([x, x]), t_batch, y=labels).chunk(2)
+        guide = interval is None or interval[0] <= t <= interval[1]
+        eps = cfg_combine(eps_uncond, eps_cond, w if guide else 0.0, "cond")
+        if rescale and guide:
+            eps = cfg_rescale(eps, eps_cond, rescale)
+        x_0_hat = None
+        if threshold is not None:
+            x_0_hat = dynamic_threshold(x0_from_eps(x, eps, alpha_bar[i]), threshold)
+            eps = eps_from_x0(x, x_0_hat, alpha_bar[i])
+        x, _ = ddim_step(x, eps, alpha_bar[i], alpha_bar[i + 1], x_0_hat=x_0_hat)
+    return x

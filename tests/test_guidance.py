@@ -110,3 +110,84 @@ def test_guided_models_drive_every_sampler_unchanged(name, gen):
         means.append(samplers.SAMPLERS[name](guided, x_T, SCHED, steps, y=y, **kw).mean().item())
     assert abs(means[0] - M) < 0.15 and means[1] > means[0], means
     assert math.isfinite(means[1])
+
+
+# --- the guided DDIM loop of notebook 06 and the fixes for oversaturation ---
+
+MIX = GaussianMixture(SCHED, [-1.0, 0.0, 2.0], 0.05)
+
+
+@pytest.mark.parametrize("w", [0.0, 3.0])
+def test_sample_cfg_ddim_is_ddim_on_the_classifier_free_wrapper(w, gen):
+    x_T = torch.randn(64, 1, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (64,), generator=gen)
+    ours = guidance.sample_cfg_ddim(MIX.eps, x_T, SCHED, 12, w, y, MIX.null_label)
+    wrapped = guidance.classifier_free(MIX.eps, w, {"y": torch.tensor([MIX.null_label])}, convention="cond")
+    torch.testing.assert_close(ours, samplers.sample_ddim(wrapped, x_T, SCHED, 12, y=y))
+
+
+def test_guidance_interval_outside_everything_is_the_conditional_sampler(gen):
+    x_T = torch.randn(32, 1, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (32,), generator=gen)
+    plain = guidance.sample_cfg_ddim(MIX.eps, x_T, SCHED, 10, 0.0, y, MIX.null_label)
+    off = guidance.sample_cfg_ddim(MIX.eps, x_T, SCHED, 10, 5.0, y, MIX.null_label, interval=(-2, -1))
+    everywhere = guidance.sample_cfg_ddim(MIX.eps, x_T, SCHED, 10, 5.0, y, MIX.null_label, interval=(0, 999))
+    torch.testing.assert_close(off, plain)
+    torch.testing.assert_close(everywhere, guidance.sample_cfg_ddim(MIX.eps, x_T, SCHED, 10, 5.0, y, MIX.null_label))
+
+
+def test_dynamic_threshold_leaves_in_range_examples_alone_and_pulls_the_rest_in(gen):
+    x = torch.rand(4, 1, 8, 8, generator=gen) * 2 - 1  # inside [-1, 1]: s = 1, unchanged
+    torch.testing.assert_close(guidance.dynamic_threshold(x, 0.995), x)
+    big = 3 * torch.randn(4, 1, 8, 8, generator=gen)
+    out = guidance.dynamic_threshold(big, 0.9)
+    assert out.abs().max() <= 1 + 1e-6
+    s = torch.quantile(big.flatten(1).abs(), 0.9, dim=1).clamp(min=1)
+    torch.testing.assert_close(out[0], big[0].clamp(-s[0], s[0]) / s[0])  # a per-example threshold, not a global one
+
+
+@pytest.mark.parametrize("percentile", [0.5, 0.9, 0.995])
+def test_dynamic_threshold_matches_diffusers(percentile, gen):
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=percentile, sample_max_value=1e6)
+    x = 2.5 * torch.randn(6, 3, 8, 8, generator=gen)
+    x[0] *= 0.2  # one example already in range
+    torch.testing.assert_close(guidance.dynamic_threshold(x, percentile), sched._threshold_sample(x))
+
+
+def test_cfg_rescale_matches_its_definition_and_diffusers(gen):
+    eps_g, eps_c = 4 * torch.randn(5, 1, 6, 6, generator=gen), torch.randn(5, 1, 6, 6, generator=gen)
+    torch.testing.assert_close(guidance.cfg_rescale(eps_g, eps_c, 0.0), eps_g)
+    full = guidance.cfg_rescale(eps_g, eps_c, 1.0)
+    torch.testing.assert_close(full.flatten(1).std(1), eps_c.flatten(1).std(1))
+    pytest.importorskip("diffusers")
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+
+    for phi in (0.0, 0.7, 1.0):
+        torch.testing.assert_close(guidance.cfg_rescale(eps_g, eps_c, phi), rescale_noise_cfg(eps_g, eps_c, phi))
+
+
+def test_dynamic_threshold_inside_the_sampler_keeps_samples_in_range(gen):
+    x_T = torch.randn(64, 1, generator=gen, dtype=torch.float64)
+    y = torch.full((64,), 2)  # class at +2: outside [-1, 1] by construction
+    out = guidance.sample_cfg_ddim(MIX.eps, x_T, SCHED, 10, 2.0, y, MIX.null_label, threshold=0.9)
+    assert out.abs().max() <= 1 + 1e-9
+
+
+def test_notebook_06_catalogues_name_every_mistake(gen):
+    """Each catalogued mistake of notebook 06's guidance exercises, fed to the checker, gets a FAIL that names it."""
+    from dlib.exercises import assert_catalogue_recognised
+    from dlib.exercises.catalogues import nb06
+
+    y = torch.randint(0, 3, (24,), generator=gen)
+    loop_cases = [
+        dict(model=MIX.eps, x_T=torch.randn(24, 1, generator=gen, dtype=torch.float64), sched=SCHED, steps=s, w=w, y=y)
+        | dict(null_y=MIX.null_label)
+        for s, w in ((10, 3.0), (25, 0.0))
+    ]
+    assert_catalogue_recognised(guidance.sample_cfg_ddim, loop_cases, nb06.guided_ddim["mistakes"])
+    e_u, e_c = torch.randn(2, 3, generator=gen), torch.randn(2, 3, generator=gen)
+    cfg_cases = [
+        dict(eps_uncond=e_u, eps_cond=e_c, w=w, convention=c) for w, c in ((7.5, "uncond"), (3.0, "cond"), (2.0, "x"))
+    ]
+    assert_catalogue_recognised(nb06.cfg_combine["reference"], cfg_cases, nb06.cfg_combine["mistakes"])

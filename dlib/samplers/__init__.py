@@ -16,12 +16,14 @@ samplers add ``sigma``). Derived in notebook 05.
     sigma        sample_euler, sample_heun, sample_pf_ode (RK45)     the probability-flow ODE in sigma
     dpm_solver   sample_dpm_solver: DPM-Solver 1-3, DPM-Solver++ 2M/3M, in ell = -log sigma
     sde          sample_sde (reverse SDE, Euler-Maruyama), sample_consistency (notebooks 11-12)
+    likelihood   ode_log_likelihood: log p(x_0) from the same ODE, exact or Hutchinson divergence
 """
 
 from dlib.denoiser import VP, as_denoiser
 from dlib.samplers.discrete import ddim_invert, ddim_step, ddpm_step, sample_ddim, sample_ddpm
 from dlib.samplers.dpm_solver import dpm_solver_pp_step, dpm_solver_step, sample_dpm_solver
 from dlib.samplers.grid import SIGMA_SPACINGS, SPACINGS, alpha_bar_grid, karras_sigmas, sigma_grid, timesteps
+from dlib.samplers.likelihood import ode_log_likelihood
 from dlib.samplers.sde import sample_consistency, sample_sde, sde_step
 from dlib.samplers.sigma import denoise, euler_step, heun_step, sample_euler, sample_heun, sample_pf_ode
 
@@ -60,6 +62,7 @@ __all__ = [
     "euler_step",
     "heun_step",
     "karras_sigmas",
+    "ode_log_likelihood",
     "sample_consistency",
     "sample_ddim",
     "sample_ddpm",
