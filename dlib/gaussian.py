@@ -1,6 +1,6 @@
 """Gaussian data, where diffusion is solvable in closed form: the reference samplers are tested against.
 
-For x_0 ~ N(mu, s2 I), x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps is Gaussian too, so the
+For x_0 ~ N(mu, var_data I) (var_data is the notation card's sigma_data^2), x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps is Gaussian too, so the
 ideal network E[eps | x_t] and the probability-flow ODE's solution are exact formulas. A sampler
 fed ``gaussian_eps_model`` must reproduce the data's moments (stochastic samplers) or land on
 ``gaussian_ode_endpoint`` as its steps shrink (ODE solvers), at the rate its order promises.
@@ -18,36 +18,38 @@ from dlib.schedules import Schedule, alpha_bar_of_t
 from dlib.utils import append_dims
 
 
-def gaussian_posterior(x: torch.Tensor, a, b, mu: float, s2: float) -> Prediction:
-    """E[x_0 | x] and E[eps | x] for x = a x_0 + b eps, x_0 ~ N(mu, s2 I), in float64, returned in x's dtype:
+def gaussian_posterior(x: torch.Tensor, a, b, mu: float, var_data: float) -> Prediction:
+    """E[x_0 | x] and E[eps | x] for x = a x_0 + b eps, x_0 ~ N(mu, var_data I), in float64, returned in x's dtype:
 
-        E[x_0 | x] = mu + a s2 (x - a mu) / (a^2 s2 + b^2),     E[eps | x] = b (x - a mu) / (a^2 s2 + b^2).
+        E[x_0 | x] = mu + a var_data (x - a mu) / (a^2 var_data + b^2),     E[eps | x] = b (x - a mu) / (a^2 var_data + b^2).
 
     Finite at pure noise (a = 0: the data mean and x / b). ``a`` and ``b`` are floats or tensors
     broadcastable to x."""
     a, b = (torch.as_tensor(c, dtype=torch.float64, device=x.device) for c in (a, b))
-    r = (x.double() - a * mu) / (a**2 * s2 + b**2)
-    return Prediction((mu + a * s2 * r).to(x.dtype), (b * r).to(x.dtype))
+    r = (x.double() - a * mu) / (a**2 * var_data + b**2)
+    return Prediction((mu + a * var_data * r).to(x.dtype), (b * r).to(x.dtype))
 
 
-def gaussian_eps(x_t: torch.Tensor, alpha_bar_t, mu: float, s2: float) -> torch.Tensor:
-    """E[eps | x_t] for x_0 ~ N(mu, s2 I) on a VP process: ``gaussian_posterior`` with a = sqrt(alpha_bar)."""
+def gaussian_eps(x_t: torch.Tensor, alpha_bar_t, mu: float, var_data: float) -> torch.Tensor:
+    """E[eps | x_t] for x_0 ~ N(mu, var_data I) on a VP process: ``gaussian_posterior`` with a = sqrt(alpha_bar)."""
     ab = torch.as_tensor(alpha_bar_t, dtype=torch.float64, device=x_t.device)
-    return gaussian_posterior(x_t, ab.sqrt(), (1 - ab).sqrt(), mu, s2).eps
+    return gaussian_posterior(x_t, ab.sqrt(), (1 - ab).sqrt(), mu, var_data).eps
 
 
-def gaussian_eps_model(sched: Schedule, mu: float, s2: float) -> Callable:
-    """The ideal eps-model ``eps_model(x_t, t)`` for N(mu, s2 I) data under ``sched``. t may be
+def gaussian_eps_model(sched: Schedule, mu: float, var_data: float) -> Callable:
+    """The ideal eps-model ``eps_model(x_t, t)`` for N(mu, var_data I) data under ``sched``. t may be
     fractional (alpha_bar follows the schedule's log-sigma interpolation, as the ODE samplers assume)."""
 
     def eps_model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return gaussian_eps(x_t, append_dims(alpha_bar_of_t(sched, t.double()), x_t.ndim), mu, s2)
+        return gaussian_eps(x_t, append_dims(alpha_bar_of_t(sched, t.double()), x_t.ndim), mu, var_data)
 
     return eps_model
 
 
-def gaussian_denoiser(process: Process, prediction: str, mu: float, s2: float, sigma_data: float = 0.5) -> Denoiser:
-    """The exact network for N(mu, s2 I) data in any parameterisation, wrapped as a Denoiser: its output is
+def gaussian_denoiser(
+    process: Process, prediction: str, mu: float, var_data: float, sigma_data: float = 0.5
+) -> Denoiser:
+    """The exact network for N(mu, var_data I) data in any parameterisation, wrapped as a Denoiser: its output is
     E[eps | x] (eps), E[x_0 | x] (x_0), a E[eps] - b E[x_0] (v), E[eps] - E[x_0] (flow), -E[eps] / b (score),
     or EDM's F = (E[x_0] - c_skip x_bar) / c_out (edm). Every sampler must reach the same ODE endpoint from each."""
 
@@ -57,8 +59,8 @@ def gaussian_denoiser(process: Process, prediction: str, mu: float, s2: float, s
         if prediction == "edm":
             c_skip, c_out, c_in = edm_coefs(sigma, sigma_data)
             x_bar = x / c_in
-            return ((gaussian_posterior(a * x_bar, a, b, mu, s2).x_0 - c_skip * x_bar) / c_out).to(x.dtype)
-        post = gaussian_posterior(x, a, b, mu, s2)
+            return ((gaussian_posterior(a * x_bar, a, b, mu, var_data).x_0 - c_skip * x_bar) / c_out).to(x.dtype)
+        post = gaussian_posterior(x, a, b, mu, var_data)
         out = {
             "eps": post.eps,
             "x_0": post.x_0,
@@ -73,33 +75,33 @@ def gaussian_denoiser(process: Process, prediction: str, mu: float, s2: float, s
     return Denoiser(net, prediction, process, sigma_data)
 
 
-def gaussian_ode_endpoint(process: Process | Schedule, x_T: torch.Tensor, mu: float, s2: float) -> torch.Tensor:
-    """Where every sampler's ODE lands, in closed form, for N(mu, s2 I) data and x_T at the process's
+def gaussian_ode_endpoint(process: Process | Schedule, x_T: torch.Tensor, mu: float, var_data: float) -> torch.Tensor:
+    """Where every sampler's ODE lands, in closed form, for N(mu, var_data I) data and x_T at the process's
     largest sigma (pure noise included). float64.
 
-    In sigma space the flow keeps z = (x_bar - mu) / sqrt(s2 + sigma^2) constant; from x_T,
-    z = (x_T - a mu) / sqrt(a^2 s2 + b^2). Solve to the smallest sigma, then take the samplers' common
-    last step to sigma = 0, x_0 = x_0_hat: mu + z s2 / sqrt(s2 + sigma_min^2) (exactly mu + z sqrt(s2)
+    In sigma space the flow keeps z = (x_bar - mu) / sqrt(var_data + sigma^2) constant; from x_T,
+    z = (x_T - a mu) / sqrt(a^2 var_data + b^2). Solve to the smallest sigma, then take the samplers' common
+    last step to sigma = 0, x_0 = x_0_hat: mu + z var_data / sqrt(var_data + sigma_min^2) (exactly mu + z sqrt(var_data)
     for a flow, which ends at sigma = 0).
     """
     process = VP(process) if isinstance(process, Schedule) else process
     s_min, s_max = process.sigma_range
     a, b = (c.item() for c in process.coefs(s_max))
-    z = (x_T.double() - a * mu) / (a**2 * s2 + b**2) ** 0.5
-    return mu + z * s2 / (s2 + s_min**2) ** 0.5
+    z = (x_T.double() - a * mu) / (a**2 * var_data + b**2) ** 0.5
+    return mu + z * var_data / (var_data + s_min**2) ** 0.5
 
 
 class GaussianMixture:
-    """Labelled data x_0 ~ N(mu_y, s2 I) with class y ~ weights: guidance in closed form (notebook 06).
+    """Labelled data x_0 ~ N(mu_y, var_data I) with class y ~ weights: guidance in closed form (notebook 06).
 
     Each class is Gaussian, so ``eps(x_t, t, y)`` is ``gaussian_eps`` for that class; the unconditional
     E[eps | x_t] is their average under the posterior p(y | x_t) (the law of total expectation), and
-    p(y | x_t) follows from Bayes' rule with x_t | y ~ N(sqrt(ab) mu_y, (ab s2 + 1 - ab) I). Label
+    p(y | x_t) follows from Bayes' rule with x_t | y ~ N(sqrt(ab) mu_y, (ab var_data + 1 - ab) I). Label
     ``K = len(means)`` means "no label", as in a classifier-free-guidance model. t may be fractional.
     """
 
-    def __init__(self, sched: Schedule, means, s2: float, weights=None):
-        self.sched, self.s2 = sched, s2
+    def __init__(self, sched: Schedule, means, var_data: float, weights=None):
+        self.sched, self.var_data = sched, var_data
         self.means = torch.as_tensor(means, dtype=torch.float64)
         K = len(self.means)
         w = torch.full((K,), 1.0 / K, dtype=torch.float64) if weights is None else torch.as_tensor(weights).double()
@@ -113,7 +115,7 @@ class GaussianMixture:
     def log_posterior(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log p(y = k | x_t) for every class k: (B, K), float64, differentiable in x_t."""
         ab = self._alpha_bar(t, x_t)
-        var = ab * self.s2 + 1 - ab  # (B, 1, ...)
+        var = ab * self.var_data + 1 - ab  # (B, 1, ...)
         x = x_t.double().unsqueeze(1)  # (B, 1, ...)
         mu = append_dims(self.means.to(x.device), x.ndim - 1).unsqueeze(0) * ab.sqrt().unsqueeze(1)  # (B, K, ...)
         log_lik = (-0.5 * (x - mu) ** 2 / var.unsqueeze(1)).flatten(2).sum(2)  # the shared normaliser cancels
@@ -126,7 +128,7 @@ class GaussianMixture:
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """E[eps | x_t, y], or E[eps | x_t] where y is None or the null label K."""
         ab = self._alpha_bar(t, x_t)
-        per_class = torch.stack([gaussian_eps(x_t.double(), ab, m.item(), self.s2) for m in self.means], 1)
+        per_class = torch.stack([gaussian_eps(x_t.double(), ab, m.item(), self.var_data) for m in self.means], 1)
         post = self.log_posterior(x_t, t).exp()  # (B, K)
         uncond = (append_dims(post, per_class.ndim) * per_class).sum(1)
         if y is None:
@@ -137,5 +139,5 @@ class GaussianMixture:
     def sample(self, n: int, generator: torch.Generator | None = None, dim: int = 1):
         """n draws (x_0 (n, dim) float64, y (n,))."""
         y = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
-        x = self.means[y, None] + self.s2**0.5 * torch.randn(n, dim, generator=generator, dtype=torch.float64)
+        x = self.means[y, None] + self.var_data**0.5 * torch.randn(n, dim, generator=generator, dtype=torch.float64)
         return x, y

@@ -66,7 +66,7 @@ def test_hutchinson_is_unbiased():
 
 
 def test_flow_denoiser():
-    # any process and parameterisation through the one model interface: a flow-velocity model on N(mu, s2)
+    # any process and parameterisation through the one model interface: a flow-velocity model on N(mu, var_data)
     den = gaussian_denoiser(Flow(), "flow", MU, 0.25)
     x_0 = torch.tensor([[0.1], [0.5], [1.2]], dtype=torch.float64)
     ll = ode_log_likelihood(den, x_0)

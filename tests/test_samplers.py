@@ -11,14 +11,14 @@ from dlib.gaussian import gaussian_eps_model, gaussian_ode_endpoint
 
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
 def test_ddpm_recovers_gaussian_data_moments(gen, variance):
-    """With the exact eps-model for N(mu, s2), 1000 ancestral steps give back the data's moments."""
+    """With the exact eps-model for N(mu, var_data), 1000 ancestral steps give back the data's moments."""
     sched = S.linear(1000)
-    mu, s2, n = 0.5, 0.25, 20_000
-    model = gaussian_eps_model(sched, mu, s2)
+    mu, var_data, n = 0.5, 0.25, 20_000
+    model = gaussian_eps_model(sched, mu, var_data)
     x = samplers.sample_ddpm(model, torch.randn(n, 1, generator=gen), sched, variance=variance, generator=gen)
-    assert abs(x.mean().item() - mu) < 5 * math.sqrt(s2 / n)
+    assert abs(x.mean().item() - mu) < 5 * math.sqrt(var_data / n)
     # 5 standard errors, plus 3% for the discretisation of the reverse process into 1000 Gaussian steps
-    assert abs(x.var().item() - s2) < 5 * s2 * math.sqrt(2 / n) + 0.03 * s2
+    assert abs(x.var().item() - var_data) < 5 * var_data * math.sqrt(2 / n) + 0.03 * var_data
 
 
 def test_respaced_ddpm_variance_choice_brackets(gen):

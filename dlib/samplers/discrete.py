@@ -87,10 +87,10 @@ def ddim_step(
         x_0_hat = x_0_hat.clamp(-1, 1)
         eps_hat = eps_from_x0(x_t, x_0_hat, alpha_bar_t)
     a_prev = torch.as_tensor(alpha_bar_prev, dtype=torch.float64)
-    s2 = eta**2 * posterior_coefs(alpha_bar_t, a_prev)[2] if eta > 0 else torch.zeros_like(a_prev)
-    x_prev = a_prev.sqrt() * x_0_hat + (1 - a_prev - s2).clamp(min=0).sqrt() * eps_hat
+    var = eta**2 * posterior_coefs(alpha_bar_t, a_prev)[2] if eta > 0 else torch.zeros_like(a_prev)
+    x_prev = a_prev.sqrt() * x_0_hat + (1 - a_prev - var).clamp(min=0).sqrt() * eps_hat
     if eta > 0 and noise is not None:
-        x_prev = x_prev + s2.sqrt() * noise
+        x_prev = x_prev + var.sqrt() * noise
     return x_prev.to(x_t.dtype), x_0_hat
 
 

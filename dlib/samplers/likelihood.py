@@ -53,7 +53,7 @@ def ode_log_likelihood(
 
     ``model`` and ``sched`` as for every sampler (an eps-model with its schedule, or a Denoiser). The data
     point is taken as the scaled state x_bar at the smallest noise level sigma_min (sigma_0 of a VP schedule),
-    so the density is that of x_0 + sigma_min eps: for x_0 ~ N(mu, s2 I) it is N(mu, (s2 + sigma_min^2) I).
+    so the density is that of x_0 + sigma_min eps: for x_0 ~ N(mu, var_data I) it is N(mu, (var_data + sigma_min^2) I).
     ``divergence``: "exact" (D backward passes per network call) or "hutchinson" (one, with a Rademacher
     probe per example drawn from ``generator``; unbiased, so average over repeats). Solved by scipy's
     RK45 to ``rtol``/``atol``; the model must be differentiable in its input. ``log_prior(x_T)``, (B,), is the
