@@ -12,19 +12,15 @@ import math
 
 import torch
 
-from dlib import samplers, schedules
+from dlib import forward, samplers, schedules
 from dlib.denoiser import as_denoiser
 
 # --- exercise 2: one DDIM step ------------------------------------------------------------------
 
 
-def _beta_tilde(a, a_prev):
-    return (1 - a_prev) / (1 - a) * (1 - a / a_prev)
-
-
-_RIGHT = dict(
-    x0_hat=lambda x_t, eps_hat, a: (x_t - math.sqrt(1 - a) * eps_hat) / math.sqrt(a),
-    var_of=_beta_tilde,
+_RIGHT = dict(  # the correct ingredients, from dlib itself: each mistake below swaps one
+    x0_hat=forward.x0_from_eps,
+    var_of=lambda a, a_prev: float(forward.posterior_coefs(a, a_prev)[2]),  # beta_tilde of the jump
     direction=lambda a, a_prev, var: math.sqrt(max(1 - a_prev - var, 0.0)),
     x0_coef=lambda a, a_prev: math.sqrt(a_prev),
     noise_coef=math.sqrt,
