@@ -650,7 +650,7 @@ def _selected(only: list[str] | None) -> list[Entry]:
     unknown = set(only or ()) - set(ENTRIES)
     if unknown:
         raise SystemExit(f"unknown entries {sorted(unknown)}; known: {list(ENTRIES)}")
-    return [e for e in STUDY if only is None or e.name in only]
+    return list(STUDY) if only is None else [ENTRIES[name] for name in dict.fromkeys(only)]  # in the order given
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -658,7 +658,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     p.add_argument("mode", choices=("list", "pace", "run", "score", "report"))
     p.add_argument("--budget-min", type=float, default=30.0, help="training-loop wall-clock minutes per run")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the budget is measured on these)")
-    p.add_argument("--only", nargs="+", default=None, help="these entries only (default: all)")
+    p.add_argument("--only", nargs="+", default=None, help="these entries only, in this order (default: all)")
     p.add_argument("--out", type=Path, default=OUT, help="where the runs live")
     p.add_argument("--n", type=int, default=500, help="samples per run and sampler")
     p.add_argument("--seed", type=int, default=0, help="chunk c of the samples starts from seed + c")

@@ -233,4 +233,4 @@ def _rebuild(card: dict, state: dict[str, torch.Tensor], what: str | Path) -> tu
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise DataError(f"{what} does not fit the architecture in its card: {e}") from e
-    return model, get_schedule(cfg.schedule, cfg.T) if cfg.kind in ("diffusion", "noisy-classifier") else None
+    return model, get_schedule(cfg.schedule, cfg.T) if cfg.kind in ("diffusion", "noisy-classifier", "prior") else None

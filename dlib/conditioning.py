@@ -54,6 +54,33 @@ class TextCondition:
         return drop_context(model, context, mask, self.p_uncond, gen)
 
 
+class EmbeddingCondition:
+    """unCLIP's conditions (notebook 07), from a frozen contrastive model ``clip`` (``dlib.nets.ContrastiveModel``),
+    as a one-token context (B, 1, D), a share ``p_uncond`` replaced by the network's learned null:
+
+    - ``source="image"``: each image's own embedding; the decoder learns p(x | image embedding);
+    - ``source="text"``: the embedding of a caption drawn for each image; the prior learns
+      p(image embedding | text embedding).
+    """
+
+    def __init__(self, clip, source: str, p_uncond: float, dataset: str, x_all: torch.Tensor, device: torch.device):
+        if source not in ("image", "text"):
+            raise ValueError(f"EmbeddingCondition: source must be 'image' or 'text', got {source!r}")
+        self.clip, self.source, self.p_uncond, self.device = clip, source, p_uncond, device
+        self.sentences = SentenceCondition(dataset, x_all, device) if source == "text" else None
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.source == "image":
+            return self.clip.image_embedding(x.to(self.device))
+        return self.clip.text_embedding(self.sentences(None, x, y, gen)["sentences"].to(self.device))
+
+    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> dict:
+        e = self.embed(x, y, gen)[:, None]  # (B, 1, D)
+        mask = torch.ones(e.shape[:2], dtype=torch.bool, device=e.device)
+        return drop_context(model, e, mask, self.p_uncond, gen)
+
+
 class SentenceCondition:
     """Captions for a batch encoded to the frozen encoder's pooled sentence vectors, for the contrastive
     model (notebook 07): ``(model, x, y, gen) -> dict(sentences=(B, 384), caption_id=(B,))``, where equal

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from dlib import data
-from dlib.conditioning import SentenceCondition, TextCondition, drop_labels
+from dlib.conditioning import EmbeddingCondition, SentenceCondition, TextCondition, drop_labels
 from dlib.denoiser import VP, Denoiser, Flow
 from dlib.forward import PREDICTIONS
 from dlib.losses import (
@@ -35,14 +35,16 @@ from dlib.nets import (
     AutoencoderConfig,
     Classifier,
     ContrastiveModel,
+    EmbeddingPrior,
     MLPDenoiser,
     NoisyClassifier,
+    PriorConfig,
     UNet,
     UNetConfig,
 )
 from dlib.schedules import Schedule
 
-KINDS = ("diffusion", "classifier", "noisy-classifier", "autoencoder", "contrastive")
+KINDS = ("diffusion", "classifier", "noisy-classifier", "autoencoder", "contrastive", "prior")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 EMA_WARMUPS = ("ramp", "unbiased", "none")  # how the EMA decay starts: dlib.train.loop.ema_decay_at
 
@@ -51,7 +53,7 @@ EMA_WARMUPS = ("ramp", "unbiased", "none")  # how the EMA decay starts: dlib.tra
 class TrainConfig:
     name: str = "run"  # run folder under out_dir, and the exported model's name
     kind: str = "diffusion"  # one of KINDS: an eps/x_0/v model, a classifier of clean images or of (x_t, t),
-    # the autoencoder of latent diffusion, or the contrastive image-text model (notebook 07)
+    # the autoencoder of latent diffusion, the contrastive image-text model, or the unCLIP prior (notebook 07)
     dataset: str = "mnist"  # "mnist", "fashion-mnist", or a 2D toy name from dlib.data.TOYS
     pad_to_32: bool = False  # pad 28x28 images to 32x32 (needed for 3 downsamplings)
     limit: int | None = None  # use only the first `limit` training examples
@@ -60,6 +62,10 @@ class TrainConfig:
     kl_weight: float = 1e-3  # kind "autoencoder": weight of the KL term (dlib.losses.AutoencoderLoss)
     recon: str = "l1"  # kind "autoencoder": reconstruction error, "l1" or "mse"
     latent_of: str | None = None  # kind "diffusion": train on the scaled latents of this shipped autoencoder (07)
+    # unCLIP (07): a shipped contrastive model whose image embedding conditions a U-Net (kind "diffusion": the
+    # decoder), or whose image embeddings are the data and text embeddings the condition (kind "prior")
+    embed_of: str | None = None
+    prior: PriorConfig = field(default_factory=PriorConfig)  # kind "prior" only
     schedule: str = "linear"
     T: int = 1000
     prediction: str = (
@@ -106,6 +112,13 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.latent_of needs kind 'diffusion' on images, got {self.kind!r} on {self.dataset!r}"
             )
+        if (self.kind == "prior" and self.embed_of is None) or (
+            self.embed_of is not None and self.kind not in ("diffusion", "prior")
+        ):
+            raise ValueError(
+                f"TrainConfig: kind 'prior' needs embed_of (a shipped contrastive model), and embed_of needs kind "
+                f"'diffusion' or 'prior'; got kind {self.kind!r}, embed_of {self.embed_of!r}"
+            )
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1], got {self.ema_decay}")
 
@@ -119,6 +132,7 @@ def config_from_dict(d: dict) -> TrainConfig:
     d = dict(d)
     d["unet"] = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["unet"].items()})
     d["autoencoder"] = AutoencoderConfig(**d.get("autoencoder", {}))
+    d["prior"] = PriorConfig(**d.get("prior", {}))
     d["progressive"] = tuple(tuple(p) for p in d.get("progressive", ()))
     d["multiscale"] = tuple(d.get("multiscale", ()))
     return TrainConfig(**d)
@@ -141,6 +155,8 @@ def build_model(cfg: TrainConfig, image_shape: tuple[int, ...] | None = None) ->
                 f"the images have {image_shape[0]} channels, autoencoder.in_channels is {cfg.autoencoder.in_channels}"
             )
         return Autoencoder(cfg.autoencoder)
+    if cfg.kind == "prior":
+        return EmbeddingPrior(cfg.prior)
     if cfg.dataset in data.TOYS:
         return MLPDenoiser()
     return UNet(cfg.unet)
@@ -167,12 +183,21 @@ def build_denoiser(cfg: TrainConfig, net, sched: Schedule) -> Denoiser:
     return Denoiser(net, cfg.prediction, Flow() if cfg.prediction == "flow" else VP(sched))
 
 
-def build_condition(cfg: TrainConfig, x_all: torch.Tensor, device: torch.device) -> Callable[..., dict]:
+def build_condition(
+    cfg: TrainConfig, x_all: torch.Tensor, device: torch.device, clip: torch.nn.Module | None = None
+) -> Callable[..., dict]:
     """``condition(model, x, y, gen) -> dict``: the keywords a batch's loss takes (``dlib.losses``).
 
     Classifiers get their targets ``y``; a class-conditional U-Net its labels with a share ``p_uncond``
-    dropped; a text-conditional one encoded captions (``TextCondition``); anything else nothing.
+    dropped; a text-conditional one encoded captions (``TextCondition``); the unCLIP stages the frozen ``clip``
+    model's embeddings (``EmbeddingCondition``: the image's for the decoder, a caption's for the prior);
+    anything else nothing.
     """
+    if cfg.embed_of is not None:
+        if clip is None:
+            raise ValueError(f"{cfg.name}: embed_of={cfg.embed_of!r} needs the contrastive model passed as clip")
+        source = "text" if cfg.kind == "prior" else "image"
+        return EmbeddingCondition(clip, source, cfg.p_uncond, cfg.dataset, x_all, device)
     if cfg.kind == "contrastive":
         return SentenceCondition(cfg.dataset, x_all, device)
     if cfg.kind == "autoencoder":

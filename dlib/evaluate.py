@@ -7,6 +7,10 @@
     python -m dlib.evaluate mnist-cond-unet           # classifier-free guidance sweep over w: share of samples
                                                       # classified as the requested class, and FID
     python -m dlib.evaluate mnist-text-unet           # held-out paraphrase prompts, scored by the classifier
+    python -m dlib.evaluate fashion-ae                # reconstruction error, classifier accuracy on reconstructions
+    python -m dlib.evaluate fashion-clip              # zero-shot accuracy and retrieval from class prompts
+    python -m dlib.evaluate fashion-latent-unet       # class prompts through the latent pipeline, scored
+    python -m dlib.evaluate fashion-unclip-decoder    # class prompts through prior + decoder, scored
 
 Every number in a card comes from this command; the card records the command's settings,
 wall time and hardware.
@@ -23,6 +27,7 @@ import torch
 from dlib import checkpoint, data
 from dlib.checkpoint import load_pretrained
 from dlib.config import build_denoiser, config_from_dict
+from dlib.evaluate_latent import evaluate_autoencoder, evaluate_contrastive, evaluate_pipeline, image_shape
 from dlib.guidance import guided_samples
 from dlib.metrics import (
     classifier_fid,
@@ -33,14 +38,6 @@ from dlib.metrics import (
 )
 from dlib.plotting import image_grid
 from dlib.samplers import sample_default
-
-
-def image_shape(card: dict) -> tuple[int, int, int]:
-    """(C, H, W) of the images a shipped model was trained on (cards before it was recorded: MNIST-sized)."""
-    if "image_shape" in card:
-        return tuple(card["image_shape"])
-    size = 32 if card["config"]["pad_to_32"] else 28
-    return (card["config"]["unet"]["in_channels"], size, size)
 
 
 def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batch: int, seed: int) -> dict:
@@ -161,6 +158,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-per-class", type=int, default=50, help="guided samples per class (sweep)")
     parser.add_argument("--w", type=float, default=3.0, help="guidance scale for text prompts")
     parser.add_argument("--n-per-prompt", type=int, default=20, help="samples per text prompt")
+    parser.add_argument("--prior", default=None, help="the unCLIP prior to sample a decoder with (default: its name)")
+    parser.add_argument(
+        "--class-prompts",
+        action="store_true",
+        help="a pixel-space text U-Net: score class prompts as the pipelines are",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     card = checkpoint.read_card(args.name)
@@ -174,9 +177,19 @@ def main(argv: list[str] | None = None) -> None:
             "test_accuracy_at_t": noisy_test_accuracy(model, sched, cfg["dataset"], seed=args.seed),
             "accuracy_settings": f"the {cfg['dataset']} test set noised by q_sample at each t, one noise draw (seed {args.seed})",
         }
+    elif cfg["kind"] == "contrastive":
+        metrics = evaluate_contrastive(args.name)
+    elif cfg["kind"] == "prior":
+        raise SystemExit(f"{args.name} is an unCLIP prior: evaluate its decoder with --prior {args.name}")
     else:
         clf = args.classifier or {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classifier"}[cfg["dataset"]]
-        if cfg["unet"].get("num_classes"):
+        if cfg["kind"] == "autoencoder":
+            metrics = evaluate_autoencoder(args.name, clf)
+        elif cfg.get("latent_of") or args.class_prompts:
+            metrics = evaluate_pipeline(
+                args.name, clf, args.w, args.n_per_prompt, args.steps or 50, args.seed, args.prior
+            )
+        elif cfg["unet"].get("num_classes"):
             ws = [float(w) for w in args.ws.split(",")]
             metrics = guidance_sweep(args.name, clf, ws, args.n_per_class, args.steps or 50, args.seed)
         elif cfg["unet"].get("context_dim"):

@@ -242,6 +242,17 @@ class ContrastiveLoss:
         if "sentences" not in cond or "caption_id" not in cond:
             raise TypeError(f"ContrastiveLoss needs sentences=(B, D) and caption_id=(B,), got {sorted(cond)}")
         logits = model(random_shift(x_0, generator, self.max_shift), cond["sentences"])  # (B, B)
-        same = (cond["caption_id"][:, None] == cond["caption_id"][None, :]).float()
-        target = same / same.sum(1, keepdim=True)  # symmetric, so the same targets serve both directions
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        return info_nce(logits, cond["caption_id"])
+
+
+def info_nce(logits: torch.Tensor, caption_id: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE of (B, B) image-caption logits (row i: image i against every caption): the mean of
+    the cross-entropies image -> caption (rows) and caption -> image (columns), pair i's positive on the
+    diagonal. With ``caption_id`` (B,), every caption equal to image i's own counts as a positive, the
+    target spread evenly over them (symmetric, so the same targets serve both directions)."""
+    if logits.ndim != 2 or logits.shape[0] != logits.shape[1]:
+        raise ValueError(f"info_nce needs square (B, B) logits, got {tuple(logits.shape)}")
+    ids = torch.arange(len(logits), device=logits.device) if caption_id is None else caption_id.to(logits.device)
+    same = (ids[:, None] == ids[None, :]).float()
+    target = same / same.sum(1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

@@ -19,8 +19,9 @@ LAYERS = [
     ["dlib.train"],
     ["dlib.samplers"],
     ["dlib.guidance"],
-    ["dlib.metrics"],
+    ["dlib.metrics", "dlib.pipelines"],
     ["dlib.exercises.catalogues"],
+    ["dlib.evaluate_latent"],
     ["dlib.evaluate", "dlib.train.__main__", "dlib"],
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -6,6 +6,7 @@
 - ``small``: ``MLPDenoiser`` for 2D toy data.
 - ``autoencoder``: ``Autoencoder`` with a KL-regularised latent, the first stage of latent diffusion (notebook 07).
 - ``contrastive``: ``ContrastiveModel``, an image tower trained against a frozen text encoder (notebooks 07, 10).
+- ``prior``: ``EmbeddingPrior``, the unCLIP prior: a denoiser of image embeddings given a text embedding (notebook 07).
 - ``classifiers``: ``Classifier`` of clean images (scores, FID features; notebooks 04 and 05) and
   ``NoisyClassifier`` p(y | x_t, t) for classifier guidance (notebook 06).
 
@@ -34,6 +35,7 @@ from dlib.nets.blocks import (
 )
 from dlib.nets.classifiers import Classifier, NoisyClassifier
 from dlib.nets.contrastive import ContrastiveModel
+from dlib.nets.prior import EmbeddingPrior, PriorConfig
 from dlib.nets.small import MLPDenoiser
 from dlib.nets.unet import AttnStack, UNet, UNetConfig
 
@@ -43,12 +45,14 @@ __all__ = [
     "AutoencoderConfig",
     "ContrastiveModel",
     "DiagonalGaussian",
+    "EmbeddingPrior",
     "fit_scaling_factor",
     "Classifier",
     "CrossAttention",
     "Downsample",
     "MLPDenoiser",
     "NoisyClassifier",
+    "PriorConfig",
     "ResBlock",
     "SelfAttention",
     "UNet",

@@ -40,7 +40,7 @@ class ContrastiveModel(nn.Module):
         super().__init__()
         if image_size % 4 or image_size < 8:
             raise ValueError(f"ContrastiveModel: image_size must be a multiple of 4 and >= 8, got {image_size}")
-        self.in_channels, self.image_size, self.text_dim = in_channels, image_size, text_dim
+        self.in_channels, self.image_size, self.text_dim, self.embed_dim = in_channels, image_size, text_dim, embed_dim
         w = width
         self.image_tower = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1), nn.GroupNorm(8, w), nn.SiLU(),

@@ -1,4 +1,4 @@
-"""Training data for latent diffusion: the images' latents under a frozen autoencoder (notebook 07).
+"""Training data for latent diffusion and the unCLIP prior: what a frozen encoder makes of the images (notebook 07).
 
 Stable Diffusion trains its U-Net on ``scaling_factor * z`` with z drawn from the autoencoder's
 posterior q(z | x) of each training image (Rombach et al. 2022). The encoder is frozen, so each
@@ -36,3 +36,22 @@ class LatentData:
         eps = torch.randn((len(idx), *self.shape), generator=generator)
         z = (self.mean[idx] + self.std[idx] * eps) * self.scaling_factor
         return shard.rows(z)
+
+
+class EmbeddingData:
+    """The unCLIP prior's training data (notebook 07): ``scale * clip.image_embedding(image)`` of every training
+    image, computed once (the contrastive model is frozen). Same interface as ``LatentData``; no noise is drawn."""
+
+    @torch.no_grad()
+    def __init__(self, clip: torch.nn.Module, images: torch.Tensor, scale: float, batch_size: int = 1000):
+        clip = clip.eval()
+        device = next(clip.parameters()).device
+        parts = [
+            clip.image_embedding(images[i : i + batch_size].to(device)).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+        self.embeddings = torch.cat(parts) * scale
+        self.shape = tuple(self.embeddings.shape[1:])
+
+    def sample(self, idx: torch.Tensor, generator: torch.Generator, shard: Shard) -> torch.Tensor:
+        return shard.rows(self.embeddings[idx])

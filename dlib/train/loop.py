@@ -33,7 +33,7 @@ from dlib.config import (
 from dlib.losses import resize
 from dlib.schedules import get_schedule
 from dlib.train import distributed
-from dlib.train.latents import LatentData
+from dlib.train.latents import EmbeddingData, LatentData
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -124,8 +124,16 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
     torch.manual_seed(cfg.seed)  # dropout and initialisation
     gen = torch.Generator().manual_seed(cfg.seed)  # data order, t and eps: the same on every process
     x_all, y_all = load_training_data(cfg)
+    clip = checkpoint.load_pretrained(cfg.embed_of, device)[0] if cfg.embed_of else None  # unCLIP's frozen embeddings
+    if clip is not None and (cfg.prior.dim if cfg.kind == "prior" else cfg.unet.context_dim) != clip.embed_dim:
+        what = "prior.dim" if cfg.kind == "prior" else "unet.context_dim"
+        got = cfg.prior.dim if cfg.kind == "prior" else cfg.unet.context_dim
+        raise ValueError(f"{cfg.embed_of} embeds into embed_dim = {clip.embed_dim} dimensions, but {what} is {got}")
     latents = LatentData(checkpoint.load_pretrained(cfg.latent_of)[0], x_all) if cfg.latent_of else None
+    if cfg.kind == "prior":  # the data are the images' scaled embeddings
+        latents = EmbeddingData(clip, x_all, cfg.prior.data_scale)
     image_shape = list(latents.shape if latents else x_all.shape[1:]) if x_all.ndim == 4 else None  # (C, H, W)
+    image_shape = None if cfg.kind == "prior" else image_shape
     if cfg.kind == "diffusion" and image_shape and image_shape[0] != cfg.unet.in_channels:
         what = f"the latents of {cfg.latent_of}" if latents else cfg.dataset
         raise ValueError(f"{what} have {image_shape[0]} channels but unet.in_channels is {cfg.unet.in_channels}")
@@ -139,8 +147,10 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
     if image_shape:
         card["image_shape"] = image_shape  # what load_pretrained builds the network for
 
-    loss_fn, condition = build_loss(cfg, sched, shard), build_condition(cfg, x_all, device)
-    model = distributed.wrap(net, shard, device, find_unused=bool(cfg.kind == "diffusion" and cfg.unet.context_dim))
+    loss_fn, condition = build_loss(cfg, sched, shard), build_condition(cfg, x_all, device, clip)
+    model = distributed.wrap(
+        net, shard, device, find_unused=cfg.kind == "prior" or bool(cfg.kind == "diffusion" and cfg.unet.context_dim)
+    )
     net = model.module if shard.world > 1 else model  # the network itself (BatchNorm converted under DDP)
     step, start = card["step"], time.perf_counter()
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
