@@ -141,6 +141,7 @@ RECIPES: dict[str, TrainConfig] = {
     "fashion-unclip-prior": TrainConfig(
         name="fashion-unclip-prior", kind="prior", dataset="fashion-mnist", embed_of="fashion-clip", prediction="x_0",
         schedule="cosine", steps=3000, batch_size=128, lr=5e-4, warmup=200, lr_schedule="cosine", log_every=50, ckpt_every=100,
+        prior=PriorConfig(width=256),
     ),
     "fashion-unclip-decoder": TrainConfig(
         name="fashion-unclip-decoder", dataset="fashion-mnist", latent_of="fashion-ae", embed_of="fashion-clip", steps=3000,

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dlib import checkpoint
 from dlib.captions import AttributeScale, captions
@@ -499,3 +500,23 @@ def test_export_of_an_autoencoder_writes_the_fitted_factor_to_its_card(tmp_path,
     assert exported["name"] == "ae-tiny" and card["scaling_factor"] != 1.0
     assert card["scaling_factor"] == pytest.approx(float(model.scaling_factor), rel=1e-6)
     assert card["scaling_factor"] == pytest.approx(float(model.state_dict()["scaling_factor"]), rel=1e-6)
+
+
+def test_info_nce_is_the_mean_of_both_cross_entropies_and_checks_its_logits():
+    from dlib.losses import info_nce
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 5, generator=g)
+    labels = torch.arange(5)
+    expected = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    assert torch.allclose(info_nce(logits), expected)
+    # repeated captions (ids 0, 0, 1, 2, 2) are all positives: the target spreads over them
+    ids = torch.tensor([0, 0, 1, 2, 2])
+    same = (ids[:, None] == ids[None, :]).float()
+    target = same / same.sum(1, keepdim=True)
+    assert torch.allclose(
+        info_nce(logits, ids), 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    )
+    assert not torch.allclose(info_nce(logits, ids), expected)
+    with pytest.raises(ValueError, match="square"):
+        info_nce(torch.randn(4, 5))

@@ -45,6 +45,16 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(norm_groups(channels), channels)
 
 
+def null_prompt(null_token: torch.Tensor, batch: int, length: int) -> dict[str, torch.Tensor]:
+    """The "no prompt" condition built from a learned token (1, 1, D): ``dict(context (batch, length, D),
+    context_mask (batch, length))``, the token first and masked padding after, so that it can share a batch
+    with prompts of ``length`` tokens (classifier-free guidance, and prompt dropout in training)."""
+    D = null_token.shape[-1]
+    context = torch.cat([null_token, null_token.new_zeros(1, length - 1, D)], dim=1)
+    mask = torch.arange(length, device=context.device) == 0
+    return {"context": context.expand(batch, -1, -1), "context_mask": mask.expand(batch, -1)}
+
+
 def zero_init(module: nn.Module) -> nn.Module:
     """Zero a layer's weights and bias so a residual branch starts as the identity."""
     for p in module.parameters():

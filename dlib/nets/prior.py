@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dlib.nets.blocks import timestep_embedding, zero_init
+from dlib.nets.blocks import null_prompt, timestep_embedding, zero_init
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,7 @@ class EmbeddingPrior(nn.Module):
     def null_text(self, batch: int, length: int = 1) -> dict[str, torch.Tensor]:
         """The "no caption" condition, ``dict(context (batch, length, dim), context_mask (batch, length))``
         (as ``UNet.null_text``: the null token first, masked padding after)."""
-        d = self.cfg.dim
-        context = torch.cat([self.null_context, self.null_context.new_zeros(1, length - 1, d)], dim=1)
-        mask = torch.arange(length, device=context.device) == 0
-        return {"context": context.expand(batch, -1, -1), "context_mask": mask.expand(batch, -1)}
+        return null_prompt(self.null_context, batch, length)
 
     def forward(
         self,

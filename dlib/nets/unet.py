@@ -21,6 +21,7 @@ from dlib.nets.blocks import (
     SelfAttention,
     Upsample,
     group_norm,
+    null_prompt,
     timestep_embedding,
     zero_init,
 )
@@ -169,10 +170,7 @@ class UNet(nn.Module):
         ``length`` tokens (classifier-free guidance and label dropout in training)."""
         if self.null_context is None:
             raise ValueError("this U-Net has no cross-attention (context_dim is None)")
-        D = self.null_context.shape[-1]
-        context = torch.cat([self.null_context, self.null_context.new_zeros(1, length - 1, D)], dim=1)
-        mask = torch.arange(length, device=context.device) == 0
-        return {"context": context.expand(batch, -1, -1), "context_mask": mask.expand(batch, -1)}
+        return null_prompt(self.null_context, batch, length)
 
     @staticmethod
     def _run(block, h, emb, cond):
