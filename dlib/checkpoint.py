@@ -149,6 +149,14 @@ def load_ema(run_dir: Path, device: torch.device | str = "cpu") -> tuple[torch.n
     return model.to(device).eval(), sched, card
 
 
+def load_frozen(name: str, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """A frozen first stage for another run (``TrainConfig.latent_of``, ``embed_of``): a shipped model by name, or
+    the EMA network of a training run folder (``load_ema``), e.g. an autoencoder retrained at the gpu budget."""
+    if (Path(name) / "card.json").exists():
+        return load_ema(Path(name), device)[0]
+    return load_pretrained(name, device)[0]
+
+
 # --- shipped models ---
 
 

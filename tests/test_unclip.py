@@ -520,3 +520,24 @@ def test_info_nce_is_the_mean_of_both_cross_entropies_and_checks_its_logits():
     assert not torch.allclose(info_nce(logits, ids), expected)
     with pytest.raises(ValueError, match="square"):
         info_nce(torch.randn(4, 5))
+
+
+def test_first_stages_can_be_run_folders_and_an_autoencoder_run_fits_its_scale(tmp_path):
+    # what notebook 07 does at the gpu budget: retrain the first stages, then train on their run folders
+    from dlib import data
+    from dlib.checkpoint import load_ema
+
+    ae_cfg = dataclasses.replace(RECIPES["ae-tiny"], out_dir=str(tmp_path))
+    ae = train(ae_cfg, progress=False)["ema"]
+    x = data.load_images("mnist", "train", limit=ae_cfg.limit)[0]
+    with torch.no_grad():
+        means = ae.encode(x).mean
+    assert float(ae.scaling_factor) != 1.0
+    assert (means * ae.scaling_factor).std().item() == pytest.approx(1.0, rel=1e-4)  # fitted on the run's data
+    assert float(load_ema(tmp_path / "ae-tiny")[0].scaling_factor) == float(ae.scaling_factor)  # and saved
+    latent = dataclasses.replace(RECIPES["latent-tiny"], latent_of=str(tmp_path / "ae-tiny"), out_dir=str(tmp_path))
+    assert math.isfinite(train(latent, progress=False)["card"]["loss_log"][-1][1])
+    clip_cfg = dataclasses.replace(RECIPES["clip-tiny"], out_dir=str(tmp_path))
+    train(clip_cfg, progress=False)
+    prior = dataclasses.replace(RECIPES["prior-tiny"], embed_of=str(tmp_path / "clip-tiny"), out_dir=str(tmp_path))
+    assert math.isfinite(train(prior, progress=False)["card"]["loss_log"][-1][1])

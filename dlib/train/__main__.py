@@ -114,11 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.export:
         card = {k: v for k, v in result["card"].items() if k != "loss_log"} | {"recipe": args.recipe}
         card["final_loss"] = result["card"]["loss_log"][-1][1] if result["card"]["loss_log"] else None
-        if cfg.kind == "autoencoder":  # latent diffusion trains on scaling_factor * z (Rombach et al. 2022)
-            from dlib.nets import fit_scaling_factor
-
-            images = load_training_data(cfg)[0].to(next(result["ema"].parameters()).device)
-            card["scaling_factor"] = fit_scaling_factor(result["ema"].eval(), images)
+        if cfg.kind == "autoencoder":  # fitted by the loop at the run's last step (dlib.nets.fit_scaling_factor)
+            card["scaling_factor"] = result["ema"].scaling_factor.item()
         print(checkpoint.export_model(result["ema"], card, cfg.name))
 
 

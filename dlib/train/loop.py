@@ -31,6 +31,7 @@ from dlib.config import (
     load_training_data,
 )
 from dlib.losses import resize
+from dlib.nets import fit_scaling_factor
 from dlib.schedules import get_schedule
 from dlib.train import distributed
 from dlib.train.latents import EmbeddingData, LatentData
@@ -124,12 +125,12 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
     torch.manual_seed(cfg.seed)  # dropout and initialisation
     gen = torch.Generator().manual_seed(cfg.seed)  # data order, t and eps: the same on every process
     x_all, y_all = load_training_data(cfg)
-    clip = checkpoint.load_pretrained(cfg.embed_of, device)[0] if cfg.embed_of else None  # unCLIP's frozen embeddings
+    clip = checkpoint.load_frozen(cfg.embed_of, device) if cfg.embed_of else None  # unCLIP's frozen embeddings
     if clip is not None and (cfg.prior.dim if cfg.kind == "prior" else cfg.unet.context_dim) != clip.embed_dim:
         what = "prior.dim" if cfg.kind == "prior" else "unet.context_dim"
         got = cfg.prior.dim if cfg.kind == "prior" else cfg.unet.context_dim
         raise ValueError(f"{cfg.embed_of} embeds into embed_dim = {clip.embed_dim} dimensions, but {what} is {got}")
-    latents = LatentData(checkpoint.load_pretrained(cfg.latent_of)[0], x_all) if cfg.latent_of else None
+    latents = LatentData(checkpoint.load_frozen(cfg.latent_of), x_all) if cfg.latent_of else None
     if cfg.kind == "prior":  # the data are the images' scaled embeddings
         latents = EmbeddingData(clip, x_all, cfg.prior.data_scale)
     image_shape = list(latents.shape if latents else x_all.shape[1:]) if x_all.ndim == 4 else None  # (C, H, W)
@@ -153,6 +154,7 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
     )
     net = model.module if shard.world > 1 else model  # the network itself (BatchNorm converted under DDP)
     step, start = card["step"], time.perf_counter()
+    first = step
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     hardware = checkpoint.hardware() + (f", {shard.world} processes (DDP)" if shard.world > 1 else "")
     if step < end and hardware not in card["hardware"]:  # only hardware that actually trained
@@ -195,4 +197,8 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         if main and on_sample and sample_every and step % sample_every == 0:
             on_sample(ema, step, run_dir)
     bar.close()
+    if cfg.kind == "autoencoder" and step == cfg.steps and (step > first or ema.scaling_factor.item() == 1.0):
+        fit_scaling_factor(ema, x_all.to(device))  # latent diffusion trains on scaling_factor * z (Rombach et al.)
+        if main:
+            checkpoint.save_state(run_dir, net, ema, opt, gen, card)
     return {"model": net, "ema": ema, "card": card}
