@@ -27,7 +27,8 @@ import torch
 from dlib import checkpoint, data
 from dlib.checkpoint import load_pretrained
 from dlib.config import build_denoiser, config_from_dict
-from dlib.evaluate_latent import evaluate_autoencoder, evaluate_contrastive, evaluate_pipeline, image_shape
+from dlib.evaluate_latent import evaluate_autoencoder, evaluate_contrastive, evaluate_pipeline
+from dlib.generate import image_shape
 from dlib.guidance import guided_samples
 from dlib.metrics import (
     classifier_fid,

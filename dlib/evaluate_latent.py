@@ -12,24 +12,8 @@ import torch
 
 from dlib import checkpoint, data
 from dlib.checkpoint import load_pretrained
+from dlib.generate import class_prompts, generate
 from dlib.metrics import classifier_fid, predictions, share_as_requested
-
-
-def image_shape(card: dict) -> tuple[int, int, int]:
-    """(C, H, W) of the images a shipped model was trained on (cards before it was recorded: MNIST-sized)."""
-    if "image_shape" in card:
-        return tuple(card["image_shape"])
-    size = 32 if card["config"]["pad_to_32"] else 28
-    return (card["config"]["unet"]["in_channels"], size, size)
-
-
-def class_prompts(dataset: str) -> list[str]:
-    """One prompt per class in a training wording of ``dlib.captions``: "the digit N", "a photo of a GARMENT"."""
-    from dlib.captions import DIGITS, GARMENTS, TRAINING_WORDING
-
-    if dataset == "mnist":
-        return [TRAINING_WORDING.format(name=d) for d in DIGITS]
-    return [f"a photo of a {g}" for g in GARMENTS]
 
 
 @torch.no_grad()
@@ -76,33 +60,12 @@ def evaluate_pipeline(
     """Share of samples classified as the class its prompt names (one training wording per class) and their
     classifier-feature FID against the test set, for a latent text U-Net (``LatentPipeline``), an unCLIP decoder
     with its prior (``UnCLIPPipeline``) or a pixel-space text U-Net, all sampled alike (DDIM, guided)."""
-    from dlib.pipelines import LatentPipeline, UnCLIPPipeline, sample_guided
-    from dlib.text import TextEncoder
-
     card = checkpoint.read_card(name)
     classifier, _, _ = load_pretrained(classifier_name)
-    if card["config"].get("embed_of"):
-        prior = prior or name.replace("decoder", "prior")
-        pipe = UnCLIPPipeline.load(prior, name)
-    elif card["config"].get("latent_of"):
-        pipe = LatentPipeline.load(name)
-    else:
-        model, sched, _ = load_pretrained(name)
-        encoder = TextEncoder()
-
-        def pipe(caps, w, steps, generator):
-            context, mask = encoder(caps)
-            cond = {"context": context, "context_mask": mask}
-            return sample_guided(model, sched, image_shape(card), cond, w=w, steps=steps, generator=generator).clamp(
-                -1, 1
-            )
-
     prompts = class_prompts(card["config"]["dataset"])
-    labels = torch.arange(10).repeat_interleave(n_per_prompt)
-    x = torch.cat([
-        pipe([prompts[k]] * n_per_prompt, w=w, steps=steps, generator=torch.Generator().manual_seed(seed + k))
-        for k in range(10)
-    ])  # fmt: skip
+    # batch k holds the n_per_prompt samples of class k, drawn with a generator seeded seed + k
+    g = generate(name, 10 * n_per_prompt, sampler="ddim", steps=steps, w=w, seed=seed, batch=n_per_prompt, prior=prior)
+    x, labels = g.images, g.labels
     per_class = (predictions(classifier, x) == labels).float().reshape(10, n_per_prompt).mean(1)
     x_test = data.load_images(card["config"]["dataset"], "test")[0]
     return {
@@ -111,7 +74,7 @@ def evaluate_pipeline(
         "per_class": [round(v, 3) for v in per_class.tolist()],
         "pipeline_settings": (
             f"{n_per_prompt} samples per class prompt ({prompts[0]!r}, ...), DDIM {steps} steps, w={w} ('cond' "
-            f"convention){', prior ' + prior + ' at w=1' if card['config'].get('embed_of') else ''}, seeds {seed}+class; "
+            f"convention){', prior ' + (prior or name.replace('decoder', 'prior')) + ' at w=1' if card['config'].get('embed_of') else ''}, seeds {seed}+class; "
             f"scored by {classifier_name}; FID of all {10 * n_per_prompt} samples against the {len(x_test)} test images"
         ),
     }

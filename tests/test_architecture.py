@@ -20,7 +20,7 @@ LAYERS = [
     ["dlib.samplers"],
     ["dlib.guidance"],
     ["dlib.metrics", "dlib.pipelines"],
-    ["dlib.exercises.catalogues"],
+    ["dlib.exercises.catalogues", "dlib.generate"],
     ["dlib.evaluate_latent"],
     ["dlib.evaluate", "dlib.train.__main__", "dlib"],
 ]
