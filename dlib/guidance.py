@@ -39,7 +39,7 @@ import torch
 
 from dlib.denoiser import VP, Denoiser
 from dlib.forward import eps_from_x0, x0_from_eps
-from dlib.samplers import alpha_bar_grid, ddim_step, sample_ddpm, timesteps
+from dlib.samplers import SAMPLERS, alpha_bar_grid, ddim_step, timesteps
 from dlib.schedules import Schedule, alpha_bar_of_t
 from dlib.utils import append_dims
 
@@ -112,6 +112,37 @@ def null_condition(model, cond: dict) -> dict:
 
 
 @torch.no_grad()
+def sample_guided(
+    net,
+    sched: Schedule,
+    shape: tuple[int, ...],
+    cond: dict,
+    *,
+    w: float,
+    steps: int,
+    sampler: str = "ddim",
+    prediction: str = "eps",
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    **options,
+) -> torch.Tensor:
+    """One sample of ``shape`` per condition in ``cond`` (each entry of batch size N), from x_T ~ N(0, I) drawn with
+    ``generator`` (or the given ``x_T``): classifier-free guidance at scale w ("cond" convention) around the
+    network's own null condition, read through its parameterisation, run by ``SAMPLERS[sampler]`` in ``steps``;
+    ``options`` go to the sampler (e.g. ``spacing="linspace"``)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
+    device = next(net.parameters()).device
+    guided = Denoiser(classifier_free(net, w, null_condition(net, cond), convention="cond"), prediction, VP(sched))
+    n = len(next(iter(cond.values())))
+    if x_T is None:
+        x_T = torch.randn((n, *shape), generator=generator).to(device)
+    elif tuple(x_T.shape) != (n, *shape):
+        raise ValueError(f"x_T must have shape {(n, *shape)}, got {tuple(x_T.shape)}")
+    return SAMPLERS[sampler](guided, x_T, steps=steps, generator=generator, **options, **cond)
+
+
+@torch.no_grad()
 def guided_samples(
     model,
     sched: Schedule,
@@ -125,17 +156,16 @@ def guided_samples(
 ) -> torch.Tensor:
     """DDPM samples (``steps`` respaced steps, linspace) of images of ``shape`` (C, H, W) with classifier-free
     guidance at scale w in the "cond" convention (w = 0: the plain conditional model), one per entry of
-    the conditions ``cond`` (each of batch size N), in batches of ``batch``, clipped to [-1, 1]. Each
-    step makes one network call on a doubled batch: conditional + unconditional. The combination is
-    affine, so it guides an eps-, x_0- or v-network alike (``prediction``)."""
-    guided = Denoiser(classifier_free(model, w, null_condition(model, cond), convention="cond"), prediction, VP(sched))
+    the conditions ``cond`` (each of batch size N), in batches of ``batch``, clipped to [-1, 1]: ``sample_guided``
+    batch by batch, from one generator. Each step makes one network call on a doubled batch: conditional +
+    unconditional. The combination is affine, so it guides an eps-, x_0- or v-network alike (``prediction``)."""
     n = len(next(iter(cond.values())))
-    out = []
-    for i in range(0, n, batch):
-        part = {k: v[i : i + batch] for k, v in cond.items()}
-        first = next(iter(part.values()))
-        x_T = torch.randn((len(first), *shape), generator=generator).to(first.device)
-        out.append(sample_ddpm(guided, x_T, steps=steps, spacing="linspace", generator=generator, **part))
+    parts = ({k: v[i : i + batch] for k, v in cond.items()} for i in range(0, n, batch))
+    out = [
+        sample_guided(model, sched, shape, part, w=w, steps=steps, sampler="ddpm", prediction=prediction,
+                      generator=generator, spacing="linspace")
+        for part in parts
+    ]  # fmt: skip
     return torch.cat(out).clamp(-1, 1)
 
 

@@ -19,40 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from dlib import checkpoint
-from dlib.denoiser import VP, Denoiser
-from dlib.guidance import classifier_free, null_condition
-from dlib.samplers import SAMPLERS
+from dlib.guidance import sample_guided
 from dlib.schedules import Schedule
 from dlib.text import TextEncoder
-
-
-@torch.no_grad()
-def sample_guided(
-    net,
-    sched: Schedule,
-    shape: tuple[int, ...],
-    cond: dict,
-    *,
-    w: float,
-    steps: int,
-    sampler: str = "ddim",
-    prediction: str = "eps",
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """One sample of ``shape`` per condition in ``cond`` (each entry of batch size N), from x_T ~ N(0, I) drawn with
-    ``generator`` (or the given ``x_T``): classifier-free guidance at scale w ("cond" convention) around the
-    network's own null condition, read through its parameterisation, run by ``SAMPLERS[sampler]`` in ``steps``."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
-    device = next(net.parameters()).device
-    guided = Denoiser(classifier_free(net, w, null_condition(net, cond), convention="cond"), prediction, VP(sched))
-    n = len(next(iter(cond.values())))
-    if x_T is None:
-        x_T = torch.randn((n, *shape), generator=generator).to(device)
-    elif tuple(x_T.shape) != (n, *shape):
-        raise ValueError(f"x_T must have shape {(n, *shape)}, got {tuple(x_T.shape)}")
-    return SAMPLERS[sampler](guided, x_T, steps=steps, generator=generator, **cond)
 
 
 @torch.no_grad()

@@ -351,6 +351,8 @@ def test_bad_input_gets_a_clear_error(gen):
         metrics.inception_input(torch.zeros(1, 2, 8, 8))
     with pytest.raises(ValueError, match="NaN or inf"):
         metrics.extract_features(clf, torch.full((1, 1, 28, 28), float("nan")))
+    with pytest.warns(UserWarning, match=r"\[0, 1\] pass the range check"):
+        metrics.extract_features(clf, torch.rand(2, 1, 28, 28, generator=gen))  # [0, 1] images: in range, but wrong
     a = torch.randn(20, 5, generator=gen)
     with pytest.warns(UserWarning, match="singular"):
         metrics.fid_from_features(a[:4], a[4:8])  # N = 4 <= D = 5
@@ -369,3 +371,33 @@ def test_bad_input_gets_a_clear_error(gen):
         metrics.knn_radii(a[:3], 3)
     with pytest.raises(ValueError, match="NaN or inf"):
         metrics.frechet_distance(torch.zeros(2), torch.eye(2) * float("inf"), torch.zeros(2), torch.eye(2))
+
+
+# --- notebook 10's exercise catalogues: every catalogued mistake is told apart on the notebook's cases ---
+
+
+def _spd(d, gen):
+    a = torch.randn(d, d, generator=gen, dtype=torch.float64)
+    return a @ a.T / d + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+def test_nb10_catalogues_recognise_their_mistakes():
+    from dlib.exercises.catalogue import assert_catalogue_recognised
+    from dlib.exercises.catalogues import nb10
+
+    gen = torch.Generator().manual_seed(0)
+    frechet_cases = [
+        dict(
+            mu_1=torch.randn(4, generator=gen),
+            sigma_1=_spd(4, gen),
+            mu_2=torch.randn(4, generator=gen),
+            sigma_2=_spd(4, gen),
+        )
+        for _ in range(2)
+    ]
+    assert_catalogue_recognised(nb10.frechet["reference"], frechet_cases, nb10.frechet["mistakes"])
+    mmd_cases = [dict(x=torch.randn(12, 5, generator=gen), y=torch.randn(9, 5, generator=gen) + 0.5)]
+    assert_catalogue_recognised(nb10.mmd2["reference"], mmd_cases, nb10.mmd2["mistakes"])
+    real = torch.cat([torch.randn(20, 3, generator=gen), torch.randn(10, 3, generator=gen) * 3 + 4])
+    pr_cases = [dict(features_real=real, features_gen=torch.randn(25, 3, generator=gen) * 1.5 + 1, k=3)]
+    assert_catalogue_recognised(nb10.precision_recall["reference"], pr_cases, nb10.precision_recall["mistakes"])

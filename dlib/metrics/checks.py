@@ -87,4 +87,11 @@ def check_images(
             f"images must lie in [{lo:g}, {hi:g}] (dlib's convention: pixel p -> p / 127.5 - 1), "
             f"got values in [{x_min:.4g}, {x_max:.4g}]; {hint}"
         )
+    if (lo, hi) == (-1.0, 1.0) and x_min >= 0 and x_max > 0.5:
+        warnings.warn(
+            f"every value of these {len(images)} images lies in [0, {x_max:.3g}]: images in [0, 1] pass the range check "
+            "but score as washed-out grey ones. dlib images lie in [-1, 1] (a black background is -1): convert [0, 1] "
+            "images with 2 * x - 1",
+            stacklevel=3,
+        )
     return images

@@ -59,5 +59,6 @@ def clip_score(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) ->
     norms = torch.stack([image_embeddings.norm(dim=1), text_embeddings.norm(dim=1)])  # (2, N)
     if bool((norms == 0).any()):
         raise ValueError("an embedding is all zeros: its cosine similarity is undefined")
-    cos = torch.nn.functional.cosine_similarity(image_embeddings.double(), text_embeddings.double(), dim=1)  # (N,)
+    image_embeddings, text_embeddings = image_embeddings.detach().double(), text_embeddings.detach().double()
+    cos = torch.nn.functional.cosine_similarity(image_embeddings, text_embeddings, dim=1)  # (N,)
     return float((100 * cos.clamp(min=0)).mean())
