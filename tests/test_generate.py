@@ -97,3 +97,16 @@ def test_metrics_table_rows_name_shipped_models_and_render(tmp_path, monkeypatch
     row = {"row": "x", "classifier_fid": 1.0, "classifier_fid_std": 0.1, "kid_x1e3": 2.0, "kid_std_x1e3": 0.2}
     table = mt.render([row])
     assert "| x |" in table and "1.0 +- 0.1" in table and "2.0 +- 0.2" in table
+
+
+@pytest.mark.filterwarnings("ignore:.*the covariance estimate has rank")  # n = 12 on purpose: a fast check
+def test_metrics_table_scores_a_row_on_every_metric(tmp_path, monkeypatch):
+    """A real row at tiny n through the whole scorer: every column filled, real images agree with their labels."""
+    mt = _load_table()
+    monkeypatch.setattr(mt, "CACHE", tmp_path)
+    g = mt.samples("real/mnist", 12, 0)
+    row = mt.Scorer("mnist", n_ref=12)(g, seed=0)
+    for key in ("classifier_fid", "confident", "digit_is", "inception_fid", "kid_x1e3", "precision", "recall"):
+        assert key in row and row[key] == row[key]  # present and not NaN
+    assert 0 <= row["precision"] <= 1 and 1 <= row["digit_is"] <= 10
+    assert row["share_as_requested"] >= 0.9 and row["clip_score"] > 30  # real digits with their true labels
