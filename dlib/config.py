@@ -17,6 +17,7 @@ import torch
 
 from dlib import data
 from dlib.conditioning import EmbeddingCondition, SentenceCondition, TextCondition, drop_labels
+from dlib.controls import edge_map, random_masks
 from dlib.denoiser import VP, Denoiser, Flow
 from dlib.forward import PREDICTIONS
 from dlib.losses import (
@@ -35,7 +36,9 @@ from dlib.nets import (
     AutoencoderConfig,
     Classifier,
     ContrastiveModel,
+    ControlNet,
     EmbeddingPrior,
+    InpaintingUNet,
     MLPDenoiser,
     NoisyClassifier,
     PriorConfig,
@@ -46,6 +49,7 @@ from dlib.schedules import Schedule
 
 KINDS = ("diffusion", "classifier", "noisy-classifier", "autoencoder", "contrastive", "prior")
 LR_SCHEDULES = ("constant", "cosine", "linear")
+EDITS = ("inpaint", "control")  # notebook 08's models built around a trained U-Net (dlib.nets.editing)
 EMA_WARMUPS = ("ramp", "unbiased", "none")  # how the EMA decay starts: dlib.train.loop.ema_decay_at
 
 
@@ -66,6 +70,10 @@ class TrainConfig:
     # decoder), or whose image embeddings are the data and text embeddings the condition (kind "prior")
     embed_of: str | None = None
     prior: PriorConfig = field(default_factory=PriorConfig)  # kind "prior" only
+    # notebook 08, kind "diffusion": "inpaint" (the U-Net also sees the mask and the masked image) or "control"
+    # (a ControlNet on edge maps); both start from the trained U-Net `base_of` (a shipped model or run folder)
+    edit: str | None = None
+    base_of: str | None = None
     schedule: str = "linear"
     T: int = 1000
     prediction: str = (
@@ -119,6 +127,11 @@ class TrainConfig:
                 f"TrainConfig: kind 'prior' needs embed_of (a shipped contrastive model), and embed_of needs kind "
                 f"'diffusion' or 'prior'; got kind {self.kind!r}, embed_of {self.embed_of!r}"
             )
+        if (self.edit is None) != (self.base_of is None) or (self.edit is not None and self.edit not in EDITS):
+            raise ValueError(
+                f"TrainConfig: edit must be one of {EDITS} and comes with base_of (the trained U-Net it builds on); "
+                f"got edit {self.edit!r}, base_of {self.base_of!r}"
+            )
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1], got {self.ema_decay}")
 
@@ -159,6 +172,10 @@ def build_model(cfg: TrainConfig, image_shape: tuple[int, ...] | None = None) ->
         return EmbeddingPrior(cfg.prior)
     if cfg.dataset in data.TOYS:
         return MLPDenoiser()
+    if cfg.edit == "inpaint":
+        return InpaintingUNet(cfg.unet)
+    if cfg.edit == "control":
+        return ControlNet(cfg.unet)
     return UNet(cfg.unet)
 
 
@@ -208,6 +225,10 @@ def build_condition(
         return lambda model, x, y, gen: {}
     if cfg.unet.context_dim:
         return TextCondition(cfg.dataset, cfg.p_uncond, x_all, device)
+    if cfg.edit == "inpaint":  # the mask from the run's generator; the model hides the pixels it must generate
+        return lambda model, x, y, gen: {"mask": random_masks(len(x), x.shape[-1], gen), "known": x}
+    if cfg.edit == "control":
+        return lambda model, x, y, gen: {"control": edge_map(x)}
     if cfg.unet.num_classes:
         return lambda model, x, y, gen: {"y": drop_labels(y, cfg.p_uncond, cfg.unet.num_classes, gen)}
     return lambda model, x, y, gen: {}

@@ -11,6 +11,8 @@
     python -m dlib.evaluate fashion-clip              # zero-shot accuracy and retrieval from class prompts
     python -m dlib.evaluate fashion-latent-unet       # class prompts through the latent pipeline, scored
     python -m dlib.evaluate fashion-unclip-decoder    # class prompts through prior + decoder, scored
+    python -m dlib.evaluate mnist-inpaint-unet        # inpainting on the preset masks, beside replacement (08)
+    python -m dlib.evaluate mnist-controlnet          # edge IoU with the control, with and without it (08)
 
 Every number in a card comes from this command; the card records the command's settings,
 wall time and hardware.
@@ -27,6 +29,8 @@ import torch
 from dlib import checkpoint, data
 from dlib.checkpoint import load_pretrained
 from dlib.config import build_denoiser, config_from_dict
+from dlib.controls import PRESETS, edge_map, iou, preset_mask
+from dlib.editing import sample_inpaint, seam
 from dlib.evaluate_latent import evaluate_autoencoder, evaluate_contrastive, evaluate_pipeline
 from dlib.generate import image_shape
 from dlib.guidance import guided_samples
@@ -38,7 +42,7 @@ from dlib.metrics import (
     test_accuracy,
 )
 from dlib.plotting import image_grid
-from dlib.samplers import sample_default
+from dlib.samplers import sample_ddpm, sample_default
 
 
 def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batch: int, seed: int) -> dict:
@@ -145,6 +149,46 @@ def text_prompt_scores(name: str, classifier_name: str, w: float, n_per_prompt: 
     }
 
 
+@torch.no_grad()
+def evaluate_editing(name: str, classifier_name: str, n: int, steps: int, seed: int) -> dict:
+    """Notebook 08's models on the first n test images, DDPM with ``steps`` steps, the same noise for each method.
+    Inpainting, per preset mask: the classifier's agreement with the original digit, the excess seam (seam of the
+    output minus the original's) and the mean |error| on the known pixels, beside replacement with the base model.
+    ControlNet: the IoU of each sample's edge map with its control, with the control and without it (the base)."""
+    model, sched, card = load_pretrained(name)
+    classifier = load_pretrained(classifier_name)[0]
+    x, y = data.load_images(card["config"]["dataset"], "test", limit=n)
+
+    def scores(out, mask=None) -> dict:
+        agree = (classifier(out).argmax(1) == y).float().mean().item()
+        if mask is None:
+            return {"agreement": round(agree, 4), "edge_iou": round(iou(edge_map(out), edge_map(x)).mean().item(), 4)}
+        known = ((out - x).abs() * (1 - mask)).sum().item() / ((1 - mask).sum().item() * len(x))
+        excess = (seam(out, mask) - seam(x, mask)).mean().item()
+        return {"agreement": round(agree, 4), "seam": round(excess, 4), "known_abs_error": round(known, 5)}
+
+    def noise() -> torch.Tensor:
+        return torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+
+    def gen() -> torch.Generator:
+        return torch.Generator().manual_seed(seed + 1)
+
+    if card["config"]["edit"] == "inpaint":
+        out, base = {}, load_pretrained(card["config"]["base_of"])[0]  # the U-Net it was fine-tuned from
+        for kind in PRESETS:
+            m = preset_mask(kind)
+            out[kind] = {
+                "trained": scores(sample_ddpm(model, noise(), sched, steps, generator=gen(), mask=m, known=x), m),
+                "replacement": scores(sample_inpaint(base, x, m, sched, steps, generator=gen()), m),
+            }
+    else:
+        out = {
+            "with_control": scores(sample_ddpm(model, noise(), sched, steps, generator=gen(), control=edge_map(x))),
+            "without_control": scores(sample_ddpm(model.base, noise(), sched, steps, generator=gen())),
+        }
+    return {"editing": out, "editing_settings": f"the first {n} test images, DDPM {steps} steps, seed {seed}"}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
@@ -186,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         clf = args.classifier or {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classifier"}[cfg["dataset"]]
         if cfg["kind"] == "autoencoder":
             metrics = evaluate_autoencoder(args.name, clf)
+        elif cfg.get("edit"):
+            metrics = evaluate_editing(args.name, clf, min(args.n, 200), args.steps or 50, args.seed)
         elif cfg.get("latent_of") or args.class_prompts:
             metrics = evaluate_pipeline(
                 args.name, clf, args.w, args.n_per_prompt, args.steps or 50, args.seed, args.prior

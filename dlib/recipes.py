@@ -148,6 +148,30 @@ RECIPES: dict[str, TrainConfig] = {
         batch_size=128, lr=1e-3, warmup=200, lr_schedule="cosine", log_every=50, ckpt_every=100,
         unet=_unet(in_channels=4, base_channels=64, channel_mults=(1,), num_res_blocks=2, attention_levels=(0,), context_dim=128),
     ),
+    # Notebook 08 (editing and control), both built on the shipped mnist-unet and trained on one CPU thread: the
+    # inpainting model fine-tunes all of it with two extra input channels (mask, masked image; dlib.controls.random_masks,
+    # 10% fully masked); the ControlNet trains an encoder copy steering the frozen U-Net through zero convolutions,
+    # on Sobel edge maps (dlib.controls.edge_map).
+    "mnist-inpaint-unet": TrainConfig(
+        name="mnist-inpaint-unet", edit="inpaint", base_of="mnist-unet", steps=1000, batch_size=64, lr=3e-4, warmup=50,
+        lr_schedule="cosine", ema_decay=0.995, ema_warmup="unbiased", log_every=25, ckpt_every=50,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
+    "mnist-controlnet": TrainConfig(
+        name="mnist-controlnet", edit="control", base_of="mnist-unet", steps=1500, batch_size=64, lr=3e-4, warmup=50,
+        lr_schedule="cosine", ema_decay=0.995, ema_warmup="unbiased", log_every=25, ckpt_every=50,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
+    "inpaint-tiny": TrainConfig(
+        name="inpaint-tiny", edit="inpaint", base_of="mnist-unet", steps=4, batch_size=8, limit=256, warmup=2,
+        ckpt_every=2, log_every=2,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
+    "control-tiny": TrainConfig(
+        name="control-tiny", edit="control", base_of="mnist-unet", steps=4, batch_size=8, limit=256, warmup=2,
+        ckpt_every=2, log_every=2,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
     "ae-tiny": TrainConfig(
         name="ae-tiny", kind="autoencoder", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
         autoencoder=AutoencoderConfig(width=8),

@@ -9,7 +9,16 @@ DLIB = Path(__file__).resolve().parent.parent / "dlib"
 
 # Lowest first. A module may import from its own layer's package or from any layer below, never above.
 LAYERS = [
-    ["dlib.utils", "dlib.budget", "dlib.exercises", "dlib.plotting", "dlib.captions", "dlib.text", "dlib.data"],
+    [
+        "dlib.utils",
+        "dlib.budget",
+        "dlib.exercises",
+        "dlib.plotting",
+        "dlib.captions",
+        "dlib.text",
+        "dlib.data",
+        "dlib.controls",
+    ],
     ["dlib.schedules"],
     ["dlib.forward", "dlib.denoiser"],
     ["dlib.gaussian", "dlib.nets"],
@@ -19,7 +28,7 @@ LAYERS = [
     ["dlib.train"],
     ["dlib.samplers"],
     ["dlib.guidance"],
-    ["dlib.metrics", "dlib.pipelines"],
+    ["dlib.metrics", "dlib.pipelines", "dlib.editing"],
     ["dlib.exercises.catalogues", "dlib.generate"],
     ["dlib.evaluate_latent"],
     ["dlib.evaluate", "dlib.train.__main__", "dlib"],

@@ -132,7 +132,8 @@ def _problem(got: Any, expected: Any, case: Case, atol: float, rtol: float) -> s
 def _compare(got: Any, expected: Any, atol: float, rtol: float, case: Case) -> str | None:
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
-            return f"expected a sequence of {len(expected)} values, got {_kind(got)}"
+            size = f" of {len(got)} values" if isinstance(got, (tuple, list)) else ""
+            return f"expected a sequence of {len(expected)} values, got {_kind(got)}{size}"
         problems = (_compare(g, e, atol, rtol, case) for g, e in zip(got, expected, strict=True))
         return next((f"item {k}: {p}" for k, p in enumerate(problems) if p), None)
     if isinstance(expected, str):

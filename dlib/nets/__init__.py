@@ -7,6 +7,8 @@
 - ``autoencoder``: ``Autoencoder`` with a KL-regularised latent, the first stage of latent diffusion (notebook 07).
 - ``contrastive``: ``ContrastiveModel``, an image tower trained against a frozen text encoder (notebooks 07, 10).
 - ``prior``: ``EmbeddingPrior``, the unCLIP prior: a denoiser of image embeddings given a text embedding (notebook 07).
+- ``editing``: ``InpaintingUNet`` (mask and masked image as extra inputs) and ``ControlNet`` (a trainable
+  encoder copy steering a frozen U-Net through zero convolutions), both built on a trained U-Net (notebook 08).
 - ``classifiers``: ``Classifier`` of clean images (scores, FID features; notebooks 04 and 05) and
   ``NoisyClassifier`` p(y | x_t, t) for classifier guidance (notebook 06).
 
@@ -35,6 +37,7 @@ from dlib.nets.blocks import (
 )
 from dlib.nets.classifiers import Classifier, NoisyClassifier
 from dlib.nets.contrastive import ContrastiveModel
+from dlib.nets.editing import ControlNet, InpaintingUNet
 from dlib.nets.prior import EmbeddingPrior, PriorConfig
 from dlib.nets.small import MLPDenoiser
 from dlib.nets.unet import AttnStack, UNet, UNetConfig
@@ -44,6 +47,8 @@ __all__ = [
     "Autoencoder",
     "AutoencoderConfig",
     "ContrastiveModel",
+    "ControlNet",
+    "InpaintingUNet",
     "DiagonalGaussian",
     "EmbeddingPrior",
     "fit_scaling_factor",

@@ -96,6 +96,9 @@ class UNet(nn.Module):
             if level < len(ch) - 1:
                 self.down.append(Downsample(c))
                 skip_ch.append(c)
+        self.skip_channels = tuple(
+            skip_ch
+        )  # channels of each skip connection, conv_in's first (a ControlNet adds to them)
         self.mid = nn.ModuleList(
             [ResBlock(c, c, emb_dim, cfg.dropout), AttnStack(c, cfg), ResBlock(c, c, emb_dim, cfg.dropout)]
         )
@@ -123,6 +126,7 @@ class UNet(nn.Module):
         y: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
+        residuals: tuple[list[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         factor = 2 ** (len(self.cfg.channel_mults) - 1)
         if x_t.ndim != 4 or x_t.shape[1] != self.cfg.in_channels or x_t.shape[-1] % factor or x_t.shape[-2] % factor:
@@ -131,6 +135,21 @@ class UNet(nn.Module):
             )
         if t.shape != (x_t.shape[0],):
             raise ValueError(f"t must have shape (B,) = ({x_t.shape[0]},), got {tuple(t.shape)}")
+        emb = self.embed(t, y)
+        if self.null_context is not None and context is None:
+            if context_mask is not None:
+                raise ValueError("got context_mask without context")
+            context, context_mask = self.null_text(x_t.shape[0], 1).values()
+        cond = dict(context=context, context_mask=context_mask)
+        h, skips = self.encode(self.conv_in(x_t), emb, cond)
+        if residuals is not None:  # a ControlNet's zero-convolution outputs, one per skip and one for the middle
+            skip_res, mid_res = residuals
+            skips = [s + r for s, r in zip(skips, skip_res, strict=True)]
+            h = h + mid_res
+        return self.decode(h, skips, emb, cond)
+
+    def embed(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The time embedding (B, emb_dim), plus the label's for a class-conditional U-Net."""
         emb = self.time_embed(timestep_embedding(t, self.cfg.base_channels))  # (B, emb_dim)
         if self.label_embed is not None:
             y = torch.full_like(t, self.cfg.num_classes, dtype=torch.long) if y is None else y
@@ -144,19 +163,21 @@ class UNet(nn.Module):
             raise ValueError(
                 f"this U-Net is unconditional (num_classes is None): expected y=None, got labels of shape {tuple(y.shape)}"
             )
-        if self.null_context is not None and context is None:
-            if context_mask is not None:
-                raise ValueError("got context_mask without context")
-            context, context_mask = self.null_text(x_t.shape[0], 1).values()
-        cond = dict(context=context, context_mask=context_mask)
+        return emb
 
-        h = self.conv_in(x_t)
+    def encode(self, h: torch.Tensor, emb: torch.Tensor, cond: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The down path and the middle from conv_in's output h: (the middle's output, the skips, conv_in's first)."""
         skips = [h]
         for block in self.down:
             h = self._run(block, h, emb, cond)
             skips.append(h)
         for layer in self.mid:
             h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h, **cond)
+        return h, skips
+
+    def decode(self, h: torch.Tensor, skips: list[torch.Tensor], emb: torch.Tensor, cond: dict) -> torch.Tensor:
+        """The up path from the middle's output, taking the skips last-in first-out, then the output layer."""
+        skips = list(skips)
         for block in self.up:
             if isinstance(block, Upsample):
                 h = block(h)

@@ -139,6 +139,8 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         what = f"the latents of {cfg.latent_of}" if latents else cfg.dataset
         raise ValueError(f"{what} have {image_shape[0]} channels but unet.in_channels is {cfg.unet.in_channels}")
     net = build_model(cfg, image_shape).to(device)
+    if cfg.base_of:  # notebook 08: start from a trained U-Net (resuming below overwrites this)
+        net.load_base(checkpoint.load_frozen(cfg.base_of, device))
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_schedule(cfg.schedule, cfg.T).to(device)
