@@ -42,14 +42,20 @@ def repaint_levels(steps: int, jump: int = 1, resamples: int = 1) -> list[int]:
     each stretch of ``jump`` levels is denoised ``resamples`` times. ``resamples=1``: steps, ..., 1, 0."""
     if steps < 1 or jump < 1 or resamples < 1 or jump > steps:
         raise ValueError(f"need steps >= 1, 1 <= jump <= steps and resamples >= 1; got {steps}, {jump}, {resamples}")
-    left = {level: resamples - 1 for level in range(0, steps - jump + 1, jump)}
+    return jump_walk(steps, range(0, steps - jump + 1, jump), jump, resamples - 1)
+
+
+def jump_walk(steps: int, points, up: int, jumps: int) -> list[int]:
+    """Down one level at a time from ``steps`` to 0; on arriving at each level in ``points``, back up ``up`` levels,
+    ``jumps`` times in all (RePaint's walk is ``repaint_levels``)."""
+    left = {level: jumps for level in points}
     levels, level = [steps], steps
     while level > 0:
         level -= 1
         levels.append(level)
         if left.get(level, 0) > 0:
             left[level] -= 1
-            level += jump
+            level += up
             levels.append(level)
     return levels
 

@@ -400,3 +400,28 @@ def test_preset_masks(kind):
 def test_unknown_preset_is_refused():
     with pytest.raises(ValueError, match="mask preset must be one of"):
         preset_mask("left")
+
+
+def test_notebook_08_catalogues_name_every_mistake():
+    """Each catalogued mistake of notebook 08's exercises differs from the reference on the notebook's cases."""
+    from dlib.exercises import assert_catalogue_recognised
+    from dlib.exercises.catalogues import nb08
+
+    g = torch.Generator().manual_seed(1)
+    replace_cases = [
+        dict(
+            x_prev=torch.randn(2, 1, 6, 6, generator=g),
+            x_known=torch.randn(2, 1, 6, 6, generator=g),
+            mask=(torch.rand(2, 1, 6, 6, generator=g) > 0.5).float(),
+            alpha_bar_t=torch.tensor(0.3, dtype=torch.float64),
+            alpha_bar_prev=torch.tensor(0.45, dtype=torch.float64),
+            noise=torch.randn(2, 1, 6, 6, generator=g),
+        )
+    ]
+    assert_catalogue_recognised(nb08.replace_step["reference"], replace_cases, nb08.replace_step["mistakes"])
+    walk_cases = [
+        dict(steps=6, jump=2, resamples=3),
+        dict(steps=10, jump=3, resamples=2),
+        dict(steps=5, jump=1, resamples=2),
+    ]
+    assert_catalogue_recognised(nb08.repaint_levels["reference"], walk_cases, nb08.repaint_levels["mistakes"])

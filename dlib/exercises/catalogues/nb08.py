@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from dlib.editing import jump_walk, replace_known
 from dlib.editing import repaint_levels as _repaint_levels
-from dlib.editing import replace_known
 
 # --- Exercise 1: the replacement step ---
 
@@ -72,21 +72,6 @@ replace_step = dict(
 # --- Exercise 2: RePaint's walk ---
 
 
-def _levels(steps, jump, resamples, *, extra=0, every=False, up=None, never=False):
-    """A wrong variant of RePaint's walk (the right one is ``dlib.editing.repaint_levels``)."""
-    points = range(0, steps - jump + 1, 1 if every else jump)
-    left = {level: 0 if never else resamples - 1 + extra for level in points}
-    levels, level = [steps], steps
-    while level > 0:
-        level -= 1
-        levels.append(level)
-        if left.get(level, 0) > 0:
-            left[level] -= 1
-            level += jump if up is None else up
-            levels.append(level)
-    return levels
-
-
 repaint_levels = dict(
     reference=_repaint_levels,
     hint=[
@@ -101,15 +86,15 @@ repaint_levels = dict(
     ],
     mistakes={
         "`resamples` jumps back at each jump point instead of `resamples - 1`: every stretch is denoised once too "
-        "often": lambda steps, jump, resamples: _levels(steps, jump, resamples, extra=1),
-        "a jump point at every level instead of every `jump` levels": lambda steps, jump, resamples: _levels(
-            steps, jump, resamples, every=True
+        "often": lambda steps, jump, resamples: _repaint_levels(steps, jump, resamples + 1),
+        "a jump point at every level instead of every `jump` levels": lambda steps, jump, resamples: jump_walk(
+            steps, range(0, steps - jump + 1), jump, resamples - 1
         ),
-        "no jump back at all: plain replacement, whatever `resamples` says": lambda steps, jump, resamples: _levels(
-            steps, jump, resamples, never=True
+        "no jump back at all: plain replacement, whatever `resamples` says": lambda steps, jump, resamples: (
+            _repaint_levels(steps, jump, 1)
         ),
-        "back up one level at a time, whatever `jump` says": lambda steps, jump, resamples: _levels(
-            steps, jump, resamples, up=1
+        "back up one level at a time, whatever `jump` says": lambda steps, jump, resamples: jump_walk(
+            steps, range(0, steps - jump + 1, jump), 1, resamples - 1
         ),
     },
 )
