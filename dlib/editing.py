@@ -25,15 +25,20 @@ from dlib.samplers.discrete import ddim_step, vp_grid
 from dlib.utils import check_finite, randn_like
 
 
+def noise_to(x: torch.Tensor, alpha_bar, noise: torch.Tensor) -> torch.Tensor:
+    """sqrt(alpha_bar) x + sqrt(1 - alpha_bar) noise: q(x_t | x_0) when x is clean data, and the jump up the grid
+    q(x_high | x_low) when alpha_bar is the ratio alpha_bar_high / alpha_bar_low (VP: the jumps compose)."""
+    a = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    return (a.sqrt() * x + (1 - a).sqrt() * noise).to(x.dtype)
+
+
 def replace_known(
     x: torch.Tensor, x_known: torch.Tensor, mask: torch.Tensor, alpha_bar, noise: torch.Tensor
 ) -> torch.Tensor:
     """Inpainting by replacement, one step: the state x (at the level with ``alpha_bar``) keeps its pixels
     where mask = 1; elsewhere it takes the known image noised to that same level,
     sqrt(alpha_bar) x_known + sqrt(1 - alpha_bar) noise. At alpha_bar = 1 the known pixels are exact."""
-    a = torch.as_tensor(alpha_bar, dtype=torch.float64)
-    known = (a.sqrt() * x_known + (1 - a).sqrt() * noise).to(x.dtype)
-    return mask * x + (1 - mask) * known
+    return mask * x + (1 - mask) * noise_to(x_known, alpha_bar, noise)
 
 
 def repaint_levels(steps: int, jump: int = 1, resamples: int = 1) -> list[int]:
@@ -77,7 +82,7 @@ def walk(
     """Walk ``levels`` (each move -1, or up by any amount) on the ``steps``-step grid from the state x at
     ``levels[0]``. Down: one DDIM step with ``eta`` (1 = DDPM's ancestral step), then, with
     ``known=(x_known, mask)``, ``replace_known`` at the new level. Up: forward noising
-    q(x_high | x_low) = N(sqrt(ab_high / ab_low) x_low, (1 - ab_high / ab_low) I). Counts one network call per down move."""
+    q(x_high | x_low) = N(sqrt(ab_high / ab_low) x_low, (1 - ab_high / ab_low) I). One network call per down move."""
     den = as_denoiser(model, sched)
     ts, alpha_bar, sig = vp_grid(den, steps, "trailing")  # alpha_bar[i] at position i = steps - level
     for k, (a, b) in enumerate(zip(levels[:-1], levels[1:], strict=True)):
@@ -91,8 +96,7 @@ def walk(
             if known is not None:
                 x = replace_known(x, known[0], known[1], alpha_bar[j], randn_like(x, generator))
         elif b > a:
-            ratio = torch.as_tensor(alpha_bar[j] / alpha_bar[i], dtype=torch.float64)
-            x = (ratio.sqrt() * x + (1 - ratio).sqrt() * randn_like(x, generator)).to(x.dtype)
+            x = noise_to(x, alpha_bar[j] / alpha_bar[i], randn_like(x, generator))
             x_0_hat = None
         else:
             raise ValueError(f"a walk moves one level down or any number up; got {a} -> {b}")
@@ -144,8 +148,7 @@ def sdedit(
         return x.clone()
     den = as_denoiser(model, sched)
     _, alpha_bar, _ = vp_grid(den, steps, "trailing")
-    a = torch.as_tensor(alpha_bar[steps - n], dtype=torch.float64)
-    x_n = (a.sqrt() * x + (1 - a).sqrt() * randn_like(x, generator)).to(x.dtype)
+    x_n = noise_to(x, alpha_bar[steps - n], randn_like(x, generator))
     return walk(
         model, x_n, list(range(n, -1, -1)), sched, steps, eta=eta, generator=generator, callback=callback, **cond
     )
