@@ -74,6 +74,12 @@ class TrainConfig:
     # (a ControlNet on edge maps); both start from the trained U-Net `base_of` (a shipped model or run folder)
     edit: str | None = None
     base_of: str | None = None
+    # notebook 11, kind "diffusion" with prediction "flow": reflow (rectified flow) starts from the trained flow model
+    # `reflow_of` and trains on `reflow_n` pairs (its sample, the noise it came from) made by its ODE with Heun's
+    # method in `reflow_steps` steps (dlib.rectified.reflow_pairs; python -m dlib.train makes and caches them)
+    reflow_of: str | None = None
+    reflow_n: int = 8192
+    reflow_steps: int = 10
     schedule: str = "linear"
     T: int = 1000
     prediction: str = (
@@ -131,6 +137,11 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig: edit must be one of {EDITS} and comes with base_of (the trained U-Net it builds on); "
                 f"got edit {self.edit!r}, base_of {self.base_of!r}"
+            )
+        if self.reflow_of is not None and (self.prediction != "flow" or self.edit is not None or self.reflow_n < 1):
+            raise ValueError(
+                f"TrainConfig.reflow_of needs prediction 'flow', no edit and reflow_n >= 1; got prediction "
+                f"{self.prediction!r}, edit {self.edit!r}, reflow_n {self.reflow_n}"
             )
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1], got {self.ema_decay}")

@@ -170,6 +170,15 @@ PREDICTIONS: dict[str, Callable] = {
 }
 PROCESS_OF = {"v": VP, "flow": Flow}  # parameterisations whose formula holds on one process only
 
+# The inverses: what a network of each parameterisation outputs, given x_0 and eps at x = a x_0 + b eps.
+OUTPUTS: dict[str, Callable] = {
+    "eps": lambda x_0, eps, a, b: eps,
+    "x_0": lambda x_0, eps, a, b: x_0,
+    "v": lambda x_0, eps, a, b: a * eps - b * x_0,
+    "flow": lambda x_0, eps, a, b: eps - x_0,
+    "score": lambda x_0, eps, a, b: -eps / b,
+}
+
 
 def edm_coefs(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """EDM's preconditioning (Karras et al. 2022, Table 1): c_skip, c_out, c_in at noise level sigma."""
@@ -218,6 +227,29 @@ class Denoiser:
         return (
             f"Denoiser({getattr(self.net, '__class__', type(self.net)).__name__}, {self.prediction!r}, {self.process})"
         )
+
+
+def convert(den: Denoiser, prediction: str, process: Process) -> Callable:
+    """The network ``net(x, time, **cond)`` of another parameterisation and process that predicts what ``den`` does:
+    ``Denoiser(convert(den, prediction, process), prediction, process)`` returns den's Prediction at every
+    (x_bar, sigma). Both processes write x = s (x_0 + sigma eps), so a state moves between them by the ratio of
+    their scales, computed as (a + b) / (a' + b') = s / s' (finite at sigma = inf, where a = 0); the output
+    is ``OUTPUTS[prediction]`` of den's (x_0_hat, eps_hat). An eps- or score-model cannot be read at sigma = inf.
+    A diffusion model read as a flow's velocity field, or a flow model as an eps-model (notebook 11)."""
+    if prediction not in OUTPUTS:
+        raise ValueError(f"prediction must be one of {tuple(OUTPUTS)}, got {prediction!r}")
+    Denoiser(lambda x, t: x, prediction, process)  # the same checks as the denoiser it will be read by
+
+    def net(x: torch.Tensor, time: torch.Tensor, **cond) -> torch.Tensor:
+        sigma = process.sigma_of_time(torch.as_tensor(time, dtype=torch.float64))
+        a, b = process.coefs(sigma)
+        a_den, b_den = den.process.coefs(sigma)
+        ratio = append_dims((a_den + b_den) / (a + b), x.ndim).to(x)  # s_den / s: a + b = s (1 + sigma)
+        pred = den(ratio * x, sigma, **cond)
+        a, b = (append_dims(c, x.ndim).to(x) for c in (a, b))
+        return OUTPUTS[prediction](pred.x_0, pred.eps, a, b)
+
+    return net
 
 
 def _batch_time(time: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

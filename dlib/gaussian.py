@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from dlib.denoiser import PREDICTIONS, VP, Denoiser, Prediction, Process, edm_coefs
+from dlib.denoiser import OUTPUTS, PREDICTIONS, VP, Denoiser, Prediction, Process, edm_coefs
 from dlib.schedules import Schedule, alpha_bar_of_t
 from dlib.utils import append_dims
 
@@ -61,14 +61,7 @@ def gaussian_denoiser(
             x_bar = x / c_in
             return ((gaussian_posterior(a * x_bar, a, b, mu, var_data).x_0 - c_skip * x_bar) / c_out).to(x.dtype)
         post = gaussian_posterior(x, a, b, mu, var_data)
-        out = {
-            "eps": post.eps,
-            "x_0": post.x_0,
-            "v": a * post.eps - b * post.x_0,
-            "flow": post.eps - post.x_0,
-            "score": -post.eps / b,
-        }[prediction]
-        return out.to(x.dtype)
+        return OUTPUTS[prediction](post.x_0, post.eps, a, b).to(x.dtype)
 
     if prediction not in (*PREDICTIONS, "edm"):
         raise ValueError(f"prediction must be one of {(*PREDICTIONS, 'edm')}, got {prediction!r}")
@@ -141,3 +134,61 @@ class GaussianMixture:
         y = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
         x = self.means[y, None] + self.var_data**0.5 * torch.randn(n, dim, generator=generator, dtype=torch.float64)
         return x, y
+
+
+class IsotropicMixture:
+    """x_0 ~ sum_k w_k N(mu_k, var_data I) in D dimensions (``means`` (K, D)): the noised marginal, its score and
+    the posterior mean in closed form at every noise level (notebook 11's ground truth on 2D toys).
+
+    With x_bar = x_0 + sigma eps the blurred data is again a mixture, of N(mu_k, (var_data + sigma^2) I); with
+    responsibilities r_k(x_bar) = p(k | x_bar):
+
+        grad log p_sigma(x_bar) = sum_k r_k (mu_k - x_bar) / (var_data + sigma^2),
+        E[x_0 | x_bar] = x_bar + sigma^2 grad log p_sigma(x_bar)                      (Tweedie's formula).
+    """
+
+    def __init__(self, means, var_data: float, weights=None):
+        self.means = torch.as_tensor(means, dtype=torch.float64)
+        if self.means.ndim != 2 or not self.means.isfinite().all() or not 0 < var_data < float("inf"):
+            raise ValueError(
+                f"means must be finite (K, D) and var_data a positive finite number, got shape "
+                f"{tuple(self.means.shape)}, var_data {var_data}"
+            )
+        K = len(self.means)
+        w = torch.full((K,), 1.0 / K, dtype=torch.float64) if weights is None else torch.as_tensor(weights).double()
+        if w.shape != (K,) or not ((w > 0) & w.isfinite()).all():
+            raise ValueError(f"weights must be {K} positive finite numbers, got {weights!r}")
+        self.var_data, self.log_weights = var_data, (w / w.sum()).log()
+
+    def _parts(self, x_bar: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        var = append_dims(torch.as_tensor(sigma, dtype=torch.float64), 2).expand(len(x_bar), 1) ** 2 + self.var_data
+        diff = self.means.unsqueeze(0) - x_bar.double().unsqueeze(1)  # (B, K, D): mu_k - x_bar
+        log_r = torch.log_softmax(self.log_weights - 0.5 * diff.pow(2).sum(2) / var, dim=1)  # (B, K)
+        return log_r, diff, var
+
+    def log_prob(self, x_bar: torch.Tensor, sigma=0.0) -> torch.Tensor:
+        """log p_sigma(x_bar), (B,), float64."""
+        _, diff, var = self._parts(x_bar, sigma)
+        log_n = -0.5 * diff.pow(2).sum(2) / var - 0.5 * x_bar.shape[1] * torch.log(2 * torch.pi * var)
+        return torch.logsumexp(self.log_weights + log_n, dim=1)
+
+    def score(self, x_bar: torch.Tensor, sigma) -> torch.Tensor:
+        """grad log p_sigma(x_bar), (B, D), float64; ``sigma`` a float or (B,) tensor."""
+        log_r, diff, var = self._parts(x_bar, sigma)
+        return (log_r.exp().unsqueeze(2) * diff).sum(1) / var
+
+    def denoiser(self, process: Process) -> Denoiser:
+        """The exact score network on ``process``, wrapped as a Denoiser (any sampler runs the true score)."""
+
+        def net(x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+            sigma = process.sigma_of_time(time.double()).to(x.device)
+            a, b = (append_dims(c, x.ndim) for c in process.coefs(sigma))
+            return (self.score(x.double() / a, sigma) / a).to(x.dtype)  # grad_x log p(x) of x = a x_bar
+
+        return Denoiser(net, "score", process)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws (n, D), float64."""
+        k = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
+        noise = torch.randn(n, self.means.shape[1], generator=generator, dtype=torch.float64)
+        return self.means[k] + self.var_data**0.5 * noise

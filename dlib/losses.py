@@ -157,17 +157,48 @@ class FlowMatchingLoss:
     """Flow matching on the straight path (Lipman et al. 2023, the OT path with sigma_min = 0; Liu et al.
     2023, rectified flow): t ~ U[0, 1), x_t = (1 - t) x_0 + t eps (``Flow.path``), and the network, told
     ``time_scale * t``, regresses the velocity v_flow = dx_t / dt = eps - x_0. Sample it with
-    ``Denoiser(net, "flow", Flow())`` (notebook 11)."""
+    ``Denoiser(net, "flow", Flow())`` (notebook 11).
 
-    def __init__(self, process: Flow | None = None, *, shard: Shard = ONE_PROCESS):
-        self.process, self.shard = process or Flow(), shard
+    ``coupling``: how noise is paired with data. "independent" draws eps apart from x_0; "ot" re-pairs the
+    batch's draws by the minibatch optimal-transport assignment (``ot_coupling``; Tong et al. 2024, Pooladian
+    et al. 2023), which straightens the learned paths. A call may instead pass ``noise`` (B, ...), the
+    partners of x_0 fixed in advance: reflow trains on (a model's sample, the noise it came from).
+    """
 
-    def __call__(self, model, x_0: torch.Tensor, generator: torch.Generator | None = None, **cond) -> torch.Tensor:
+    def __init__(self, process: Flow | None = None, *, coupling: str = "independent", shard: Shard = ONE_PROCESS):
+        if coupling not in COUPLINGS:
+            raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
+        self.process, self.coupling, self.shard = process or Flow(), coupling, shard
+
+    def __call__(self, model, x_0: torch.Tensor, generator: torch.Generator | None = None, *, noise=None, **cond):
         t = self.shard.rand(x_0, generator)  # (B,)
-        eps = self.shard.randn(x_0, generator)
-        a, b = (append_dims(c, x_0.ndim) for c in self.process.path(t))
-        out = model(a * x_0 + b * eps, self.process.time_scale * t, **cond)
-        return mse_per_example(out, eps - x_0).mean()
+        if noise is not None and noise.shape != x_0.shape:
+            raise ValueError(f"noise must pair one-to-one with x_0 {tuple(x_0.shape)}, got {tuple(noise.shape)}")
+        eps = self.shard.randn(x_0, generator) if noise is None else noise
+        if self.coupling == "ot" and noise is None:
+            eps = ot_coupling(x_0, eps)
+        return flow_matching_loss(lambda x, t: model(x, self.process.time_scale * t, **cond), x_0, eps, t).mean()
+
+
+def flow_matching_loss(velocity, x_0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The per-example loss, (B,): ``velocity(x_t, t)`` at x_t = (1 - t) x_0 + t eps (``Flow.path``) regresses
+    dx_t / dt = eps - x_0. ``t`` is (B,) in [0, 1]; t = 0 is the data, t = 1 the noise."""
+    a, b = (append_dims(c, x_0.ndim) for c in Flow.path(t))
+    return mse_per_example(velocity(a * x_0 + b * eps, t), eps - x_0)
+
+
+COUPLINGS = ("independent", "ot")
+
+
+def ot_coupling(x_0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """eps re-ordered so that row i is x_0[i]'s partner under the minibatch optimal-transport plan: the
+    permutation minimising sum_i ||x_0[i] - eps[pi(i)]||^2 (the Hungarian algorithm, scipy's
+    linear_sum_assignment). With B draws the pairs approach the OT coupling of the two distributions."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = torch.cdist(x_0.flatten(1).double(), eps.flatten(1).double()).pow(2)
+    rows, cols = linear_sum_assignment(cost.cpu().numpy())
+    return eps[torch.as_tensor(cols[rows.argsort()], device=eps.device)]
 
 
 def _labels(cond: dict, who: str) -> torch.Tensor:

@@ -15,7 +15,8 @@ samplers add ``sigma``). Derived in notebook 05.
     discrete     sample_ddpm, sample_ddim, ddim_invert               on the integer indices of a VP schedule
     sigma        sample_euler, sample_heun, sample_pf_ode (RK45)     the probability-flow ODE in sigma
     dpm_solver   sample_dpm_solver: DPM-Solver 1-3, DPM-Solver++ 2M/3M, in ell = -log sigma
-    sde          sample_sde (reverse SDE, Euler-Maruyama), sample_consistency (notebooks 11-12)
+    sde          sample_sde (reverse SDE, Euler-Maruyama), sample_pc (predictor-corrector),
+                 sample_annealed_langevin (NCSN), sample_consistency (notebooks 11-12)
     likelihood   ode_log_likelihood: log p(x_0) from the same ODE, exact or Hutchinson divergence
 """
 
@@ -24,7 +25,14 @@ from dlib.samplers.discrete import ddim_invert, ddim_step, ddpm_step, sample_ddi
 from dlib.samplers.dpm_solver import dpm_solver_pp_step, dpm_solver_step, sample_dpm_solver
 from dlib.samplers.grid import SIGMA_SPACINGS, SPACINGS, alpha_bar_grid, karras_sigmas, sigma_grid, timesteps
 from dlib.samplers.likelihood import ode_log_likelihood
-from dlib.samplers.sde import sample_consistency, sample_sde, sde_step
+from dlib.samplers.sde import (
+    langevin_step,
+    sample_annealed_langevin,
+    sample_consistency,
+    sample_pc,
+    sample_sde,
+    sde_step,
+)
 from dlib.samplers.sigma import denoise, euler_step, heun_step, sample_euler, sample_heun, sample_pf_ode
 
 
@@ -45,6 +53,7 @@ SAMPLERS = {
     "euler": sample_euler,
     "heun": sample_heun,
     "sde": sample_sde,
+    "pc": sample_pc,
     "consistency": sample_consistency,
 }
 
@@ -62,7 +71,9 @@ __all__ = [
     "euler_step",
     "heun_step",
     "karras_sigmas",
+    "langevin_step",
     "ode_log_likelihood",
+    "sample_annealed_langevin",
     "sample_consistency",
     "sample_ddim",
     "sample_ddpm",
@@ -70,6 +81,7 @@ __all__ = [
     "sample_dpm_solver",
     "sample_euler",
     "sample_heun",
+    "sample_pc",
     "sample_pf_ode",
     "sample_sde",
     "sde_step",

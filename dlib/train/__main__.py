@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from dlib import checkpoint, data
 from dlib.config import TrainConfig, build_denoiser, config_from_dict, config_to_dict, load_training_data
@@ -79,6 +80,32 @@ def save_sample_grid(ema: torch.nn.Module, step: int, run_dir: Path, cfg: TrainC
     return path
 
 
+def cached_reflow_pairs(cfg: TrainConfig) -> dict:
+    """Reflow's (sample, noise) pairs from the flow model ``cfg.reflow_of`` (``dlib.rectified.reflow_pairs``),
+    made once and kept in the run's folder (``pairs.safetensors`` and ``pairs.json``), so a resumed run
+    trains on the same pairs."""
+    from dlib.rectified import reflow_pairs
+
+    run_dir = Path(cfg.out_dir) / cfg.name
+    path, meta = run_dir / "pairs.safetensors", run_dir / "pairs.json"
+    flow = checkpoint.load_frozen(cfg.reflow_of)
+    want = dict(of=cfg.reflow_of, n=cfg.reflow_n, sampler="heun", steps=cfg.reflow_steps, seed=cfg.seed)
+    if path.exists() and meta.exists():  # reused only if made for this run and intact (else made again)
+        card = json.loads(meta.read_text())
+        if {k: card.get(k) for k in want} == want and data.sha256(path) == card.get("sha256"):
+            return dict(**load_file(path), card=card)
+    shape = tuple(load_training_data(dataclasses.replace(cfg, reflow_of=None, limit=1))[0].shape[1:])
+    den = build_denoiser(cfg, flow, None)
+    made = reflow_pairs(den, shape, cfg.reflow_n, sampler="heun", steps=cfg.reflow_steps, seed=cfg.seed)
+    made["card"] = want | made["card"] | {"hardware": checkpoint.hardware()}
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.atomic_save_tensors({"x_0": made["x_0"], "noise": made["noise"]}, path)
+        made["card"]["sha256"] = data.sha256(path)  # the same card whether the pairs are made or reused
+        checkpoint.atomic_save_json(made["card"], meta)
+    return made
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m dlib.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     shape = tuple(load_training_data(dataclasses.replace(cfg, limit=1))[0].shape[1:]) if sample_every else ()
     result = train(
         cfg,
+        pairs=cached_reflow_pairs(cfg) if cfg.reflow_of else None,
         resume=not args.no_resume,
         stop_after=args.stop_after,
         progress=not args.quiet,

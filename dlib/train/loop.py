@@ -106,25 +106,34 @@ def train(
     on_sample: Callable | None = None,
     sample_every: int = 0,
     progress: bool = True,
+    pairs: dict | None = None,
 ) -> dict:
     """Train (or resume) the run ``cfg.out_dir/cfg.name``; return ``dict(model, ema, card)``.
 
     ``stop_after`` ends this call after that many steps (the run stays resumable), as a killed
     process would. ``on_sample(ema, step, run_dir)`` is called every ``sample_every`` steps. Under
     torchrun every process returns the same model and EMA; only rank 0 writes files and calls on_sample.
+    A reflow run (``cfg.reflow_of``) trains on ``pairs``, ``dlib.rectified.reflow_pairs``' dict(x_0, noise, card).
     """
+    if (pairs is None) != (cfg.reflow_of is None):
+        raise ValueError(
+            f"{cfg.name}: a reflow run (reflow_of={cfg.reflow_of!r}) trains on pairs, and only it: pass "
+            "pairs=dlib.rectified.reflow_pairs(...) (python -m dlib.train makes them)"
+        )
     with distributed.process_group(device) as (shard, device):
-        return _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, progress)
+        return _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, progress, pairs)
 
 
-def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, progress) -> dict:
+def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, progress, pairs) -> dict:
     if cfg.batch_size % shard.world:
         raise ValueError(f"batch_size {cfg.batch_size} does not split evenly over {shard.world} processes")
     main = shard.rank == 0
     run_dir = Path(cfg.out_dir) / cfg.name
     torch.manual_seed(cfg.seed)  # dropout and initialisation
     gen = torch.Generator().manual_seed(cfg.seed)  # data order, t and eps: the same on every process
-    x_all, y_all = load_training_data(cfg)
+    x_all, y_all = (
+        load_training_data(cfg) if pairs is None else (pairs["x_0"], torch.zeros(len(pairs["x_0"]), dtype=torch.long))
+    )
     clip = checkpoint.load_frozen(cfg.embed_of, device) if cfg.embed_of else None  # unCLIP's frozen embeddings
     if clip is not None and (cfg.prior.dim if cfg.kind == "prior" else cfg.unet.context_dim) != clip.embed_dim:
         what = "prior.dim" if cfg.kind == "prior" else "unet.context_dim"
@@ -141,6 +150,8 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
     net = build_model(cfg, image_shape).to(device)
     if cfg.base_of:  # notebook 08: start from a trained U-Net (resuming below overwrites this)
         net.load_base(checkpoint.load_frozen(cfg.base_of, device))
+    if cfg.reflow_of:  # notebook 11: reflow starts from the flow model whose pairs it trains on (Liu et al. 2023)
+        net.load_state_dict(checkpoint.load_frozen(cfg.reflow_of, device).state_dict())
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_schedule(cfg.schedule, cfg.T).to(device)
@@ -149,6 +160,8 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         card = _resume(cfg, run_dir, net, ema, opt, gen)
     if image_shape:
         card["image_shape"] = image_shape  # what load_pretrained builds the network for
+    if pairs is not None:
+        card["reflow_pairs"] = pairs["card"]
 
     loss_fn, condition = build_loss(cfg, sched, shard), build_condition(cfg, x_all, device, clip)
     model = distributed.wrap(
@@ -168,6 +181,8 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)  # the global batch
         x, y = x_all[idx], y_all[idx]
         cond = condition(net, x, y, gen)  # drawn for the global batch, like t and eps in the loss
+        if pairs is not None:
+            cond["noise"] = pairs["noise"][idx]  # reflow: each sample's own noise (dlib.losses.FlowMatchingLoss)
         x = latents.sample(idx, gen, shard) if latents else shard.rows(x)  # captions above measure the images
         x = x.to(device, non_blocking=True)
         cond = {k: shard.rows(v).to(device, non_blocking=True) for k, v in cond.items()}
