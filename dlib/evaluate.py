@@ -42,7 +42,9 @@ from dlib.metrics import (
     test_accuracy,
 )
 from dlib.plotting import image_grid
-from dlib.samplers import sample_ddpm, sample_default
+from dlib.samplers import sample_ddpm, sample_default, sample_euler
+
+FLOW_STEPS = 50  # Euler steps for a flow model's FID (python -m dlib.evaluate --steps overrides)
 
 
 def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batch: int, seed: int) -> dict:
@@ -51,10 +53,18 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
     cfg = card["config"]
     gen = torch.Generator().manual_seed(seed)
     den, shape = build_denoiser(config_from_dict(cfg), model, sched), image_shape(card)
+    flow = cfg["prediction"] == "flow"  # a flow model is sampled by its ODE (notebook 11), a diffusion model by DDPM
+    steps = steps or (FLOW_STEPS if flow else sched.T)
+    how = (
+        f"Euler on the flow's ODE, {steps} steps uniform in t"
+        if flow
+        else f"DDPM ancestral, {steps} steps (linspace spacing), fixed_small variance"
+    )
     samples = []
     for i in range(0, n, batch):
         x_T = torch.randn((min(batch, n - i), *shape), generator=gen)
-        samples.append(sample_default(den, x_T, steps=steps or sched.T, generator=gen).clamp(-1, 1))
+        x = sample_euler(den, x_T, steps=steps) if flow else sample_default(den, x_T, steps=steps, generator=gen)
+        samples.append(x.clamp(-1, 1))
         print(f"sampled {i + len(samples[-1])}/{n}", flush=True)
     x_gen = torch.cat(samples)
     if cfg["pad_to_32"]:
@@ -72,8 +82,7 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
         "fid_floor_train_vs_test": classifier_fid(classifier, x_train[floor_idx], x_test),
         "fid_settings": (
             f"{n} samples vs the {len(x_test)} {cfg['dataset']} test images, features: {classifier_name} penultimate layer; "
-            f"floor: {n} random training images vs the same test images; sampler: DDPM ancestral, "
-            f"{steps or sched.T} steps (linspace spacing), fixed_small variance, seed {seed}"
+            f"floor: {n} random training images vs the same test images; sampler: {how}, seed {seed}"
         ),
     }
 
@@ -196,7 +205,9 @@ def main(argv: list[str] | None = None) -> None:
         "--classifier", default=None, help="feature network for FID (default: the dataset's classifier)"
     )
     parser.add_argument("--n", type=int, default=1000, help="number of generated samples for FID")
-    parser.add_argument("--steps", type=int, default=None, help="DDPM steps (default: all T)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="sampler steps (default: all T of DDPM; 50 Euler steps for a flow)"
+    )
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ws", default=",".join(map(str, GUIDANCE_WS)), help="guidance scales for the sweep")
