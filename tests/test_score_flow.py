@@ -705,3 +705,12 @@ def test_reflow_training_starts_from_the_flow_model_and_resumes_exactly(flow_run
     assert torch.equal(weights(whole["ema"]), weights(resumed["ema"]))
     other = train(reflow_cfg(flow_run, tmp_path / "c"), pairs=dict(pairs, noise=-pairs["noise"]), progress=False)
     assert not torch.equal(weights(other["model"]), weights(whole["model"]))  # the loss saw the pairs' noise
+
+
+def test_a_diverging_langevin_step_is_reported_not_returned():
+    """A step size that blows the chain up raises (check_finite) instead of handing back NaN images."""
+    den = EIGHT.denoiser(VE(0.01, 5.0))
+    with pytest.raises(FloatingPointError, match="sample_annealed_langevin produced .* non-finite values"):
+        sample_annealed_langevin(
+            den, 5 * torch.randn(8, 2, generator=g(0)), steps=3, n_each=20, step_lr=50.0, generator=g(1)
+        )
