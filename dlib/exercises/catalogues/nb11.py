@@ -29,8 +29,12 @@ def _dsm(score, x_0, sigma, z, target, weight):
     return mse_per_example(score(x_0 + s * z, sigma), target(z, s)) * weight(sigma)
 
 
+def sigma2_weighted_dsm(score, x_0, sigma, z):
+    return dsm_loss(score, x_0, sigma, z)
+
+
 dsm = dict(
-    reference=lambda score, x_0, sigma, z: dsm_loss(score, x_0, sigma, z),
+    reference=sigma2_weighted_dsm,
     hint=[
         "Noise each example to its own level, ask the score network about the noisy point, and compare with the "
         "score of the noise you added, grad_x log q(x | x_0). Then weight each example's error by its level.",
