@@ -22,8 +22,9 @@ import torch
 from safetensors.torch import load_file, save
 
 from dlib import data
-from dlib.config import build_model, config_from_dict
+from dlib.config import build_denoiser, build_model, config_from_dict
 from dlib.data import DataError
+from dlib.denoiser import Denoiser
 from dlib.schedules import Schedule, get_schedule
 
 
@@ -155,6 +156,22 @@ def load_frozen(name: str, device: torch.device | str = "cpu") -> torch.nn.Modul
     if (Path(name) / "card.json").exists():
         return load_ema(Path(name), device)[0]
     return load_pretrained(name, device)[0]
+
+
+def read_any_card(name: str) -> dict:
+    """The card of a shipped model, or of a training run folder (``card.json``)."""
+    path = Path(name) / "card.json"
+    return json.loads(path.read_text()) if path.exists() else read_card(name)
+
+
+def load_denoiser(name: str, device: torch.device | str = "cpu") -> Denoiser:
+    """A shipped model or a run folder's EMA as the samplers see it (``config.build_denoiser`` of its card),
+    frozen: a distillation's teacher (notebook 12)."""
+    run = (Path(name) / "card.json").exists()
+    model, sched, card = load_ema(Path(name), device) if run else load_pretrained(name, device)
+    if card["config"].get("kind", "diffusion") != "diffusion":
+        raise ValueError(f"{name} is a {card['config']['kind']}, not a diffusion model: it cannot be a teacher")
+    return build_denoiser(config_from_dict(card["config"]), model.requires_grad_(False), sched)
 
 
 # --- shipped models ---

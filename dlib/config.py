@@ -19,6 +19,7 @@ from dlib import data
 from dlib.conditioning import EmbeddingCondition, SentenceCondition, TextCondition, drop_labels
 from dlib.controls import edge_map, random_masks
 from dlib.denoiser import VP, Denoiser, Flow
+from dlib.distill import DISTANCES, SOLVERS, WEIGHTINGS_CM, ConsistencyModel, distill_loss
 from dlib.forward import PREDICTIONS
 from dlib.losses import (
     ONE_PROCESS,
@@ -51,6 +52,7 @@ KINDS = ("diffusion", "classifier", "noisy-classifier", "autoencoder", "contrast
 LR_SCHEDULES = ("constant", "cosine", "linear")
 EDITS = ("inpaint", "control")  # notebook 08's models built around a trained U-Net (dlib.nets.editing)
 EMA_WARMUPS = ("ramp", "unbiased", "none")  # how the EMA decay starts: dlib.train.loop.ema_decay_at
+DISTILLS = ("cd", "ct", "pd")  # notebook 12: consistency distillation and training, progressive distillation
 
 
 @dataclass
@@ -80,6 +82,17 @@ class TrainConfig:
     reflow_of: str | None = None
     reflow_n: int = 8192
     reflow_steps: int = 10
+    # notebook 12 (dlib.distill): "cd", consistency distillation from `teacher_of` (a shipped model or run folder) on a
+    # Karras grid of `teacher_steps` levels; "ct", consistency training (no teacher; the grid grows by ict_levels over
+    # ct_levels); "pd", one round of progressive distillation, the student taking teacher_steps / 2 DDIM steps. CD and
+    # PD students start from the teacher's weights; the consistency target is the run's EMA (ema_decay: Song's mu)
+    distill: str | None = None
+    teacher_of: str | None = None
+    teacher_steps: int = 18
+    cm_solver: str = "heun"  # "cd": the teacher's ODE step between adjacent levels, "euler" (DDIM) or "heun"
+    cm_distance: str = "l2"  # "cd" / "ct": "l2" or "pseudo-huber" (Song & Dhariwal 2023)
+    cm_weighting: str = "uniform"  # "cd" / "ct": "uniform" or "ict", 1 / (sigma_n - sigma_{n+1})
+    ct_levels: tuple[int, int] = (10, 1280)  # "ct": N(k) from s0 to s1
     schedule: str = "linear"
     T: int = 1000
     prediction: str = (
@@ -117,6 +130,9 @@ class TrainConfig:
             ("lr_schedule", LR_SCHEDULES),
             ("ema_warmup", EMA_WARMUPS),
             ("recon", ("l1", "mse")),
+            ("cm_solver", SOLVERS),
+            ("cm_distance", DISTANCES),
+            ("cm_weighting", WEIGHTINGS_CM),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -143,6 +159,20 @@ class TrainConfig:
                 f"TrainConfig.reflow_of needs prediction 'flow', no edit and reflow_n >= 1; got prediction "
                 f"{self.prediction!r}, edit {self.edit!r}, reflow_n {self.reflow_n}"
             )
+        if self.distill is not None and (
+            self.distill not in DISTILLS
+            or (self.kind, self.edit, self.reflow_of) != ("diffusion", None, None)
+            or (self.teacher_of is None) != (self.distill == "ct")
+            or self.teacher_steps < 2
+            or (self.distill == "pd" and self.teacher_steps % 2)
+            or not 1 <= self.ct_levels[0] <= self.ct_levels[1]
+        ):
+            raise ValueError(
+                f"TrainConfig.distill must be one of {DISTILLS} on kind 'diffusion' without edit or reflow_of; 'cd' and "
+                "'pd' need teacher_of, 'ct' has none; teacher_steps >= 2, even for 'pd'; 1 <= ct_levels[0] <= ct_levels[1]. Got "
+                f"distill {self.distill!r}, kind {self.kind!r}, teacher_of {self.teacher_of!r}, teacher_steps {self.teacher_steps}, "
+                f"ct_levels {self.ct_levels}"
+            )
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1], got {self.ema_decay}")
 
@@ -159,6 +189,7 @@ def config_from_dict(d: dict) -> TrainConfig:
     d["prior"] = PriorConfig(**d.get("prior", {}))
     d["progressive"] = tuple(tuple(p) for p in d.get("progressive", ()))
     d["multiscale"] = tuple(d.get("multiscale", ()))
+    d["ct_levels"] = tuple(d.get("ct_levels", (10, 1280)))
     return TrainConfig(**d)
 
 
@@ -190,8 +221,22 @@ def build_model(cfg: TrainConfig, image_shape: tuple[int, ...] | None = None) ->
     return UNet(cfg.unet)
 
 
-def build_loss(cfg: TrainConfig, sched: Schedule, shard: Shard = ONE_PROCESS) -> Callable:
-    """The run's objective, ``loss(model, x_0, generator, **cond)`` (``dlib.losses``), on ``sched``'s device."""
+def build_loss(
+    cfg: TrainConfig,
+    sched: Schedule,
+    shard: Shard = ONE_PROCESS,
+    *,
+    teacher: Denoiser | None = None,
+    target: torch.nn.Module | None = None,
+) -> Callable:
+    """The run's objective, ``loss(model, x_0, generator, **cond)`` (``dlib.losses``), on ``sched``'s device.
+    Distillation (``cfg.distill``) also takes the ``teacher`` (a Denoiser) and the consistency ``target`` network."""
+    if cfg.distill:
+        return distill_loss(
+            cfg.distill, lambda net: build_denoiser(dataclasses.replace(cfg, distill=None), net, sched), teacher, target,
+            steps=cfg.teacher_steps, total_steps=cfg.steps, ct_levels=cfg.ct_levels, solver=cfg.cm_solver,
+            distance=cfg.cm_distance, weighting=cfg.cm_weighting, shard=shard,
+        )  # fmt: skip
     if cfg.kind == "classifier":
         return ClassifierLoss()
     if cfg.kind == "noisy-classifier":
@@ -207,8 +252,10 @@ def build_loss(cfg: TrainConfig, sched: Schedule, shard: Shard = ONE_PROCESS) ->
 
 def build_denoiser(cfg: TrainConfig, net, sched: Schedule) -> Denoiser:
     """What the samplers consume (``dlib.denoiser``): the network read through its own parameterisation,
-    on the straight path for a flow model and on ``sched`` otherwise."""
-    return Denoiser(net, cfg.prediction, Flow() if cfg.prediction == "flow" else VP(sched))
+    on the straight path for a flow model and on ``sched`` otherwise; for a consistency model (distill "cd" or
+    "ct") its consistency function (``dlib.distill.ConsistencyModel``), sampled by ``sample_consistency``."""
+    den = Denoiser(net, cfg.prediction, Flow() if cfg.prediction == "flow" else VP(sched))
+    return ConsistencyModel(den) if cfg.distill in ("cd", "ct") else den
 
 
 def build_condition(

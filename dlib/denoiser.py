@@ -252,6 +252,18 @@ def convert(den: Denoiser, prediction: str, process: Process) -> Callable:
     return net
 
 
+def euler_step(x_bar: torch.Tensor, eps_hat: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """One Euler step of d x_bar / d sigma = eps_hat: x_bar + (sigma_next - sigma) eps_hat."""
+    return x_bar + (sigma_next - sigma) * eps_hat
+
+
+def heun_step(
+    x_bar: torch.Tensor, eps_hat: torch.Tensor, eps_next: torch.Tensor, sigma: float, sigma_next: float
+) -> torch.Tensor:
+    """Heun's correction (the trapezoid rule): the slope is the mean of eps_hat at both ends."""
+    return euler_step(x_bar, (eps_hat + eps_next) / 2, sigma, sigma_next)
+
+
 def _batch_time(time: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The network's time as a (B,) tensor: long where every value is an integer (a trained index), else float."""
     time = time.expand(x.shape[0]) if time.ndim == 0 else time

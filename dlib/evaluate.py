@@ -13,6 +13,7 @@
     python -m dlib.evaluate fashion-unclip-decoder    # class prompts through prior + decoder, scored
     python -m dlib.evaluate mnist-inpaint-unet        # inpainting on the preset masks, beside replacement (08)
     python -m dlib.evaluate mnist-controlnet          # edge IoU with the control, with and without it (08)
+    python -m dlib.evaluate mnist-cd-unet --steps 2   # a consistency model: FID of its 2-step samples (12)
 
 Every number in a card comes from this command; the card records the command's settings,
 wall time and hardware.
@@ -42,7 +43,7 @@ from dlib.metrics import (
     test_accuracy,
 )
 from dlib.plotting import image_grid
-from dlib.samplers import sample_ddpm, sample_default, sample_euler
+from dlib.samplers import sample_consistency, sample_ddpm, sample_default, sample_euler
 
 FLOW_STEPS = 50  # Euler steps for a flow model's FID (python -m dlib.evaluate --steps overrides)
 
@@ -53,17 +54,23 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
     cfg = card["config"]
     gen = torch.Generator().manual_seed(seed)
     den, shape = build_denoiser(config_from_dict(cfg), model, sched), image_shape(card)
-    flow = cfg["prediction"] == "flow"  # a flow model is sampled by its ODE (notebook 11), a diffusion model by DDPM
-    steps = steps or (FLOW_STEPS if flow else sched.T)
-    how = (
-        f"Euler on the flow's ODE, {steps} steps uniform in t"
-        if flow
-        else f"DDPM ancestral, {steps} steps (linspace spacing), fixed_small variance"
-    )
+    distill, flow = cfg.get("distill"), cfg["prediction"] == "flow"
+    if distill in ("cd", "ct"):  # notebook 12: a consistency model, in `steps` jumps from sigma_max (default one)
+        steps = steps or 1
+        how = f"multistep consistency sampling, {steps} network call(s) from sigma_max = {den.process.sigma_max}"
+        sample = lambda x_T: sample_consistency(den, den.process.sigma_max * x_T, steps=steps, generator=gen)  # noqa: E731
+    elif flow:  # a flow model (11) or a progressive-distillation student (12, its own number of steps) by its ODE
+        steps = steps or (cfg["teacher_steps"] // 2 if distill == "pd" else FLOW_STEPS)
+        how = f"Euler on the flow's ODE, {steps} steps uniform in t"
+        sample = lambda x_T: sample_euler(den, x_T, steps=steps)  # noqa: E731
+    else:  # a diffusion model by DDPM
+        steps = steps or sched.T
+        how = f"DDPM ancestral, {steps} steps (linspace spacing), fixed_small variance"
+        sample = lambda x_T: sample_default(den, x_T, steps=steps, generator=gen)  # noqa: E731
     samples = []
     for i in range(0, n, batch):
         x_T = torch.randn((min(batch, n - i), *shape), generator=gen)
-        x = sample_euler(den, x_T, steps=steps) if flow else sample_default(den, x_T, steps=steps, generator=gen)
+        x = sample(x_T)
         samples.append(x.clamp(-1, 1))
         print(f"sampled {i + len(samples[-1])}/{n}", flush=True)
     x_gen = torch.cat(samples)
@@ -206,7 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--n", type=int, default=1000, help="number of generated samples for FID")
     parser.add_argument(
-        "--steps", type=int, default=None, help="sampler steps (default: all T of DDPM; 50 Euler steps for a flow)"
+        "--steps",
+        type=int,
+        default=None,
+        help="sampler steps (default: all T of DDPM; 50 Euler steps for a flow; a distilled model's own)",
     )
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)

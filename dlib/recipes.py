@@ -116,6 +116,40 @@ RECIPES: dict[str, TrainConfig] = {
         batch_size=8, warmup=2, ckpt_every=2, log_every=2,
         unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
+    # Notebook 12 (dlib.distill), all from mnist-flow-unet's U-Net and read as flow velocities, one thread each.
+    # Consistency distillation: the teacher's Heun step between adjacent levels of an 18-level Karras grid
+    # (Song et al. 2023's N for CIFAR-10), pseudo-Huber distance, target EMA mu = 0.95.
+    "mnist-cd-unet": TrainConfig(
+        name="mnist-cd-unet", prediction="flow", distill="cd", teacher_of="mnist-flow-unet", teacher_steps=18,
+        cm_solver="heun", cm_distance="pseudo-huber", steps=1500, batch_size=64, lr=2e-4, warmup=50,
+        lr_schedule="constant", ema_decay=0.95, ema_warmup="none", log_every=25, ckpt_every=50,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
+    # Consistency training from scratch (iCT: pseudo-Huber, 1 / (sigma_n - sigma_{n+1}) weights, N(k) from 10 to 1280
+    # levels); the target is the EMA with mu = 0.95 (iCT uses mu = 0 with a separate sampling EMA).
+    "mnist-ct-unet": TrainConfig(
+        name="mnist-ct-unet", prediction="flow", distill="ct", cm_distance="pseudo-huber", cm_weighting="ict",
+        ct_levels=(10, 1280), steps=1500, batch_size=64, lr=4e-4, warmup=100, lr_schedule="constant",
+        ema_decay=0.95, ema_warmup="none", log_every=25, ckpt_every=50,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+    ),
+    **{
+        f"mnist-pd-{n}": TrainConfig(  # progressive distillation, one round: n steps where the teacher took 2n
+            name=f"mnist-pd-{n}", prediction="flow", distill="pd", teacher_steps=2 * n,
+            teacher_of="mnist-flow-unet" if n == 32 else f"runs/mnist-pd-{2 * n}", steps=300, batch_size=64, lr=2e-4,
+            warmup=20, lr_schedule="cosine", ema_decay=0.995, ema_warmup="unbiased", log_every=25, ckpt_every=50,
+            unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+        )
+        for n in (32, 16, 8, 4, 2, 1)
+    },
+    **{
+        f"{kind}-tiny": TrainConfig(
+            name=f"{kind}-tiny", prediction="flow", distill=kind, teacher_of=None if kind == "ct" else "mnist-flow-unet",
+            teacher_steps=4, ct_levels=(2, 8), steps=4, batch_size=8, limit=256, warmup=2, ckpt_every=2, log_every=2,
+            unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+        )
+        for kind in ("cd", "ct", "pd")
+    },
     "mnist-flow-small": TrainConfig(
         name="mnist-flow-small", prediction="flow", steps=400, batch_size=64, lr=2e-3, warmup=50, lr_schedule="cosine",
         log_every=25, ckpt_every=100,

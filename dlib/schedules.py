@@ -230,6 +230,15 @@ def get_schedule(name: str, T: int = 1000, *, zero_terminal_snr: bool = False, *
     return rescale_zero_terminal_snr(sched) if zero_terminal_snr else sched
 
 
+def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> torch.Tensor:
+    """n noise levels from sigma_max down to sigma_min, equally spaced in sigma^(1/rho)
+    (Karras et al. 2022, eq. 5; rho = 7 crowds the steps at low noise). float64, shape (n,)."""
+    if n < 1:
+        raise ValueError(f"need at least 1 noise level, got n={n}")
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+
+
 def _check_T(T: int) -> None:
     if not isinstance(T, int) or T < 1:
         raise ValueError(f"T must be a positive integer number of steps, got {T!r}")

@@ -11,7 +11,7 @@ import math
 import torch
 
 from dlib.denoiser import VP, Process
-from dlib.schedules import Schedule, sigmas
+from dlib.schedules import Schedule, karras_sigmas, sigmas
 
 SPACINGS = ("leading", "trailing", "linspace", "quadratic")  # integer indices of a VP schedule
 SIGMA_SPACINGS = (*SPACINGS, "karras", "logsnr", "uniform")
@@ -46,15 +46,6 @@ def timesteps(T: int, steps: int, spacing: str = "trailing") -> torch.Tensor:
 def alpha_bar_grid(sched: Schedule, ts: torch.Tensor) -> list[float]:
     """alpha_bar at each visited index in float64, followed by 1.0 (the data): len(ts) + 1 floats."""
     return sched.float64()["alpha_bar"][ts.cpu()].tolist() + [1.0]
-
-
-def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> torch.Tensor:
-    """n noise levels from sigma_max down to sigma_min, equally spaced in sigma^(1/rho)
-    (Karras et al. 2022, eq. 5; rho = 7 crowds the steps at low noise). float64, shape (n,)."""
-    if n < 1:
-        raise ValueError(f"need at least 1 noise level, got n={n}")
-    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
-    return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
 
 
 def sigma_grid(

@@ -18,7 +18,7 @@ the SDE injects. The last step, to sigma = 0, is the denoising step x_0_hat, as 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -71,25 +71,35 @@ def sample_consistency(
     steps: int = 1,
     *,
     spacing: str | None = None,
+    sigmas: Sequence[float] | None = None,
     generator: torch.Generator | None = None,
     callback: Callable[[dict], None] | None = None,
     **cond,
 ) -> torch.Tensor:
-    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): jump to x_0_hat in one network
-    call, then re-noise it to the next level of ``sigma_grid`` with fresh noise and jump again; ``steps``
-    calls. ``model`` is a consistency model (an x_0-predictor, ``Denoiser(net, "x_0", process)``); with a
-    diffusion model's denoiser the same loop is a (poor) few-step sampler. The fresh noise is scaled by
-    sqrt(sigma^2 - sigma_min^2), since x_0_hat already sits at the smallest trained level sigma_min."""
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): jump to x_0_hat in one network call, re-noise
+    it to the next level with fresh noise and jump again; ``steps`` calls. ``model`` is a consistency model
+    (``dlib.distill.ConsistencyModel``); with a diffusion model's denoiser the same loop is a (poor) few-step sampler.
+
+    The levels are ``sigmas`` (descending; x_T sits at the first) or the first ``steps`` of ``sigma_grid(process,
+    steps + 1, spacing)``: its last level is the smallest, where a consistency model returns its input. The fresh
+    noise is scaled by sqrt(sigma^2 - sigma_min^2), since x_0_hat already sits at the smallest level sigma_min."""
     den = as_denoiser(model, sched)
-    sig, ts = sigma_grid(den.process, steps, spacing)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer (network calls), got {steps!r}")
+    if sigmas is None:
+        sig, ts = sigma_grid(den.process, steps + 1, spacing)
+        sig, ts = sig[:steps], ts[:steps]
+    else:
+        sig, ts = [float(s) for s in sigmas], [None] * len(sigmas)
+        if len(sig) != steps or any(b >= a for a, b in zip(sig, sig[1:], strict=False)):
+            raise ValueError(f"sigmas must be {steps} descending noise levels, got {sigmas}")
     s_min = den.process.sigma_range[0]
-    x = x_T  # the network's own state at sig[0] (pure noise included)
+    x = x_T  # the model's own state at sig[0] (pure noise included)
     for i in range(steps):
         pred = den(x, sig[i], ts[i], **cond)
-        sigma_next = sig[i + 1]
         x = pred.x_0
-        if sigma_next > 0:
-            x = to_x(den, x + math.sqrt(max(sigma_next**2 - s_min**2, 0.0)) * randn_like(x, generator), sigma_next)
+        if i + 1 < steps:
+            x = to_x(den, x + math.sqrt(max(sig[i + 1] ** 2 - s_min**2, 0.0)) * randn_like(x, generator), sig[i + 1])
         if callback:
             callback(dict(i=i, t=ts[i], sigma=sig[i], x=x, x_0_hat=pred.x_0))
     return check_finite(x, "sample_consistency")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from dlib.denoiser import Denoiser, as_denoiser
+from dlib.denoiser import Denoiser, as_denoiser, euler_step, heun_step
 from dlib.samplers.grid import sigma_grid
 from dlib.utils import check_finite, randn_like
 
@@ -46,18 +46,6 @@ def start(
 def to_x(den: Denoiser, x_bar: torch.Tensor, sigma: float) -> torch.Tensor:
     """Back from the scaled state to the process's own x = s x_bar (what callbacks report)."""
     return den.process.coefs(sigma)[0].item() * x_bar
-
-
-def euler_step(x_bar: torch.Tensor, eps_hat: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
-    """One Euler step of d x_bar / d sigma = eps_hat: x_bar + (sigma_next - sigma) eps_hat."""
-    return x_bar + (sigma_next - sigma) * eps_hat
-
-
-def heun_step(
-    x_bar: torch.Tensor, eps_hat: torch.Tensor, eps_next: torch.Tensor, sigma: float, sigma_next: float
-) -> torch.Tensor:
-    """Heun's correction (the trapezoid rule): the slope is the mean of eps_hat at both ends."""
-    return euler_step(x_bar, (eps_hat + eps_next) / 2, sigma, sigma_next)
 
 
 @torch.no_grad()

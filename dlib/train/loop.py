@@ -152,6 +152,14 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         net.load_base(checkpoint.load_frozen(cfg.base_of, device))
     if cfg.reflow_of:  # notebook 11: reflow starts from the flow model whose pairs it trains on (Liu et al. 2023)
         net.load_state_dict(checkpoint.load_frozen(cfg.reflow_of, device).state_dict())
+    teacher = checkpoint.load_denoiser(cfg.teacher_of, device) if cfg.teacher_of else None  # notebook 12, frozen
+    if teacher is not None:  # CD and PD students start from their teacher (Song et al. 2023; Salimans & Ho 2022)
+        try:
+            net.load_state_dict(teacher.net.state_dict())
+        except RuntimeError as e:
+            raise ValueError(
+                f"{cfg.name}: the student's unet config must match the teacher {cfg.teacher_of}'s: {e}"
+            ) from e
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_schedule(cfg.schedule, cfg.T).to(device)
@@ -162,8 +170,15 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         card["image_shape"] = image_shape  # what load_pretrained builds the network for
     if pairs is not None:
         card["reflow_pairs"] = pairs["card"]
+    if teacher is not None:  # what the rounds of distillation before this one cost (progressive distillation's chain)
+        t_card = checkpoint.read_any_card(cfg.teacher_of)
+        card["distill_chain_wall_time_s"] = t_card.get("distill_chain_wall_time_s", 0.0) + (
+            t_card["wall_time_s"] if t_card["config"].get("distill") else 0.0
+        )
 
-    loss_fn, condition = build_loss(cfg, sched, shard), build_condition(cfg, x_all, device, clip)
+    loss_fn = build_loss(cfg, sched, shard, teacher=teacher, target=ema)  # ema: the consistency target network
+    condition = build_condition(cfg, x_all, device, clip)
+    at_step = cfg.distill in ("cd", "ct")  # the consistency losses read the step (CT's grid grows with it)
     model = distributed.wrap(
         net, shard, device, find_unused=cfg.kind == "prior" or bool(cfg.kind == "diffusion" and cfg.unet.context_dim)
     )
@@ -192,7 +207,7 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = loss_fn(model, x, gen, **cond)
+            loss = loss_fn(model, x, gen, **cond, **({"step": step} if at_step else {}))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
