@@ -129,7 +129,7 @@ RECIPES: dict[str, TrainConfig] = {
     # levels); the target is the EMA with mu = 0.95 (iCT uses mu = 0 with a separate sampling EMA).
     "mnist-ct-unet": TrainConfig(
         name="mnist-ct-unet", prediction="flow", distill="ct", cm_distance="pseudo-huber", cm_weighting="ict",
-        ct_levels=(10, 1280), steps=1500, batch_size=64, lr=4e-4, warmup=100, lr_schedule="constant",
+        ct_levels=(10, 1280), steps=1200, batch_size=64, lr=4e-4, warmup=100, lr_schedule="constant",
         ema_decay=0.95, ema_warmup="none", log_every=25, ckpt_every=50,
         unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),

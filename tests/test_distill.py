@@ -581,6 +581,18 @@ def test_consistency_training_resumes_exactly(tmp_path):
     assert resumed["card"]["loss_log"] == straight["card"]["loss_log"]
 
 
+def test_a_progressive_round_records_what_the_rounds_before_it_cost(tmp_path):
+    """Round 2 (teacher: round 1's run folder) starts from round 1's weights and records round 1's wall time as its
+    distill_chain_wall_time_s; round 1, whose teacher is not distilled, records 0."""
+    first = train(dataclasses.replace(RECIPES["pd-tiny"], out_dir=str(tmp_path / "a")), progress=False)
+    assert first["card"]["distill_chain_wall_time_s"] == 0.0
+    run_1 = tmp_path / "a" / "pd-tiny"
+    cfg = dataclasses.replace(RECIPES["pd-tiny"], out_dir=str(tmp_path / "b"), teacher_of=str(run_1), teacher_steps=2)
+    start = train(cfg, stop_after=0, progress=False)
+    assert torch.equal(weights(start["model"]), weights(first["ema"]))  # the student starts as its teacher (the EMA)
+    assert start["card"]["distill_chain_wall_time_s"] == checkpoint.read_any_card(str(run_1))["wall_time_s"] > 0
+
+
 def test_distilled_consistency_model_loads_and_samples(tmp_path):
     """load_ema + build_denoiser of a cd-tiny run is a ConsistencyModel whose 1- and 2-step samples are finite images."""
     cfg = dataclasses.replace(RECIPES["cd-tiny"], out_dir=str(tmp_path))

@@ -41,13 +41,19 @@ coefs = dict(
     mistakes={
         "EDM's coefficients, unshifted: at sigma_min they give c_skip < 1 and c_out > 0, so f(x, sigma_min) != x": _edm,
         "c_out without the shift (sigma instead of sigma - sigma_min): c_out(sigma_min) > 0": (
-            lambda sigma, lo, sd: (consistency_coefs(sigma, lo, sd)[0], _edm(sigma, lo, sd)[1])
+            lambda sigma, sigma_min, sigma_data: (
+                consistency_coefs(sigma, sigma_min, sigma_data)[0],
+                _edm(sigma, sigma_min, sigma_data)[1],
+            )
         ),
         "c_skip and c_out swapped: at sigma_min the output would be all network, none of the input": (
-            lambda sigma, lo, sd: consistency_coefs(sigma, lo, sd)[::-1]
+            lambda sigma, sigma_min, sigma_data: consistency_coefs(sigma, sigma_min, sigma_data)[::-1]
         ),
         "c_skip with sigma^2 - sigma_min^2 instead of (sigma - sigma_min)^2": (
-            lambda sigma, lo, sd: (sd**2 / (sigma**2 - lo**2 + sd**2), consistency_coefs(sigma, lo, sd)[1])
+            lambda sigma, sigma_min, sigma_data: (
+                sigma_data**2 / (sigma**2 - sigma_min**2 + sigma_data**2),
+                consistency_coefs(sigma, sigma_min, sigma_data)[1],
+            )
         ),
     },
 )
