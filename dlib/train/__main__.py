@@ -52,9 +52,9 @@ def parse_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
 @torch.no_grad()
 def sample_grid(ema: torch.nn.Module, cfg: TrainConfig, shape: tuple[int, ...], n: int = 64, steps: int = 50):
     """n EMA samples (n, *shape) by ``samplers.sample_default`` (DDPM on the run's schedule, the reverse SDE
-    for a flow) in ``steps`` steps, the network read through its own parameterisation (``config.build_denoiser``).
-    The same noise every call."""
-    from dlib.samplers import sample_default
+    for a flow) in ``steps`` steps, or one consistency step for a consistency model, the network read through its
+    own parameterisation (``config.build_denoiser``). The same noise every call."""
+    from dlib.samplers import sample_consistency, sample_default
     from dlib.schedules import get_schedule
 
     device = next(ema.parameters()).device
@@ -63,7 +63,11 @@ def sample_grid(ema: torch.nn.Module, cfg: TrainConfig, shape: tuple[int, ...], 
     sched = get_schedule(cfg.schedule, cfg.T).to(device)
     was_training = ema.training
     ema.eval()
-    x = sample_default(build_denoiser(cfg, ema, sched), x_T, steps=steps, generator=gen)
+    den = build_denoiser(cfg, ema, sched)
+    if cfg.distill in ("cd", "ct"):  # a consistency model (notebook 12): one jump from sigma_max
+        x = sample_consistency(den, den.process.sigma_max * x_T, steps=1)
+    else:
+        x = sample_default(den, x_T, steps=steps, generator=gen)
     ema.train(was_training)
     return x
 
