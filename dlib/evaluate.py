@@ -61,7 +61,7 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
         sample = lambda x_T: sample_consistency(den, den.process.sigma_max * x_T, steps=steps, generator=gen)  # noqa: E731
     elif flow:  # a flow model (11) or a progressive-distillation student (12, its own number of steps) by its ODE
         steps = steps or (cfg["teacher_steps"] // 2 if distill == "pd" else FLOW_STEPS)
-        how = f"Euler on the flow's ODE, {steps} steps uniform in t"
+        how = f"Euler on the flow's ODE, {steps} step{'s' if steps > 1 else ''} uniform in t"
         sample = lambda x_T: sample_euler(den, x_T, steps=steps)  # noqa: E731
     else:  # a diffusion model by DDPM
         steps = steps or sched.T

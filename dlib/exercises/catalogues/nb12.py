@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from dlib.denoiser import VE, Denoiser
+from dlib.denoiser import VE, Denoiser, Prediction
 from dlib.distill import consistency_coefs, consistency_loss, ddim_to, distance, pd_target
 from dlib.samplers import sample_consistency
 from dlib.utils import append_dims
@@ -155,9 +155,20 @@ pd_target_ex = dict(
 # --- Exercise 4: multistep consistency sampling ---
 
 
+class _Jump(Denoiser):
+    """A consistency function f(x_bar, sigma) as a Denoiser of x_0 on VE, called with the exact float sigma."""
+
+    def __init__(self, f, sigma_min: float, sigma_max: float):
+        super().__init__(f, "x_0", VE(sigma_min, sigma_max))
+
+    def __call__(self, x, sigma, t=None, **cond):
+        x_0 = self.net(x, float(sigma))
+        return Prediction(x_0, (x - x_0) / float(sigma))
+
+
 def reference_multistep(f, x_T, sigmas, sigma_min, seed):
     """f(x_bar, sigma) -> x_0 for a float sigma; sigmas descending, x_T at sigmas[0]; fresh noise from ``seed``."""
-    den = Denoiser(lambda x, t: f(x, VE().sigma_of_time(t)[0].item()), "x_0", VE(sigma_min, sigmas[0]))
+    den = _Jump(f, sigma_min, sigmas[0])
     return sample_consistency(den, x_T, steps=len(sigmas), sigmas=sigmas, generator=torch.Generator().manual_seed(seed))
 
 
