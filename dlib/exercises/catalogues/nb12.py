@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from dlib.denoiser import VE, Denoiser, Prediction
+from dlib.denoiser import VE, Denoiser, Prediction, edm_coefs
 from dlib.distill import consistency_coefs, consistency_loss, ddim_to, distance, pd_target
 from dlib.samplers import sample_consistency
 from dlib.utils import append_dims
@@ -24,9 +24,8 @@ def reference_coefs(sigma, sigma_min, sigma_data):
     return consistency_coefs(sigma, sigma_min, sigma_data)
 
 
-def _edm(sigma, sigma_min, sigma_data):
-    d2 = sigma**2 + sigma_data**2
-    return sigma_data**2 / d2, sigma * sigma_data / d2.sqrt()
+def _edm(sigma, sigma_min, sigma_data):  # EDM's c_skip, c_out (dlib.denoiser.edm_coefs), with no sigma_min shift
+    return edm_coefs(sigma, sigma_data)[:2]
 
 
 coefs = dict(
