@@ -117,8 +117,8 @@ RECIPES: dict[str, TrainConfig] = {
         unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
     # Notebook 12 (dlib.distill), all from mnist-flow-unet's U-Net and read as flow velocities, one thread each.
-    # Consistency distillation: the teacher's Heun step between adjacent levels of an 18-level Karras grid
-    #, pseudo-Huber distance, target EMA mu = 0.95.
+    # Consistency distillation: the teacher's Heun step between adjacent levels of an 18-level Karras grid,
+    # pseudo-Huber distance, target EMA mu = 0.95.
     "mnist-cd-unet": TrainConfig(
         name="mnist-cd-unet", prediction="flow", distill="cd", teacher_of="mnist-flow-unet", teacher_steps=18,
         cm_solver="heun", cm_distance="pseudo-huber", steps=1500, batch_size=64, lr=2e-4, warmup=50,
