@@ -1,4 +1,5 @@
-"""A training run's configuration, and what is built from it: the model, the loss, the batch's conditioning, the data.
+"""A training run's configuration, and what is built from it: the model and the loss (the data and each batch's
+conditioning: ``dlib.batches``).
 
 ``TrainConfig`` is plain data: a commented dataclass, written into every training state and model
 card as JSON (``config_to_dict``) and read back from it (``config_from_dict``), so a checkpoint
@@ -16,8 +17,6 @@ from dataclasses import dataclass, field
 import torch
 
 from dlib import data
-from dlib.conditioning import EmbeddingCondition, SentenceCondition, TextCondition, drop_labels
-from dlib.controls import edge_map, random_masks
 from dlib.denoiser import VP, Denoiser, Flow
 from dlib.distill import DISTANCES, SOLVERS, WEIGHTINGS_CM, ConsistencyModel, distill_loss
 from dlib.forward import PREDICTIONS
@@ -46,9 +45,11 @@ from dlib.nets import (
     UNet,
     UNetConfig,
 )
+from dlib.nets.vocoder import Vocoder, VocoderConfig
 from dlib.schedules import Schedule
+from dlib.wavegrad import VocoderLoss
 
-KINDS = ("diffusion", "classifier", "noisy-classifier", "autoencoder", "contrastive", "prior")
+KINDS = ("diffusion", "classifier", "noisy-classifier", "autoencoder", "contrastive", "prior", "vocoder")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 EDITS = ("inpaint", "control")  # notebook 08's models built around a trained U-Net (dlib.nets.editing)
 EMA_WARMUPS = ("ramp", "unbiased", "none")  # how the EMA decay starts: dlib.train.loop.ema_decay_at
@@ -60,7 +61,9 @@ class TrainConfig:
     name: str = "run"  # run folder under out_dir, and the exported model's name
     kind: str = "diffusion"  # one of KINDS: an eps/x_0/v model, a classifier of clean images or of (x_t, t),
     # the autoencoder of latent diffusion, the contrastive image-text model, or the unCLIP prior (notebook 07)
-    dataset: str = "mnist"  # "mnist", "fashion-mnist", or a 2D toy name from dlib.data.TOYS
+    # "mnist", "fashion-mnist", a 2D toy name from dlib.data.TOYS, or spoken digits (09): "fsdd-mel" (32 x 32 mel
+    # images, dlib.audio.mel_images; "fsdd-mel:SPEAKER" without that speaker) or "fsdd-wave" (the vocoder's windows)
+    dataset: str = "mnist"
     pad_to_32: bool = False  # pad 28x28 images to 32x32 (needed for 3 downsamplings)
     limit: int | None = None  # use only the first `limit` training examples
     unet: UNetConfig = field(default_factory=UNetConfig)  # ignored for 2D toys (MLPDenoiser) and classifiers
@@ -72,6 +75,7 @@ class TrainConfig:
     # decoder), or whose image embeddings are the data and text embeddings the condition (kind "prior")
     embed_of: str | None = None
     prior: PriorConfig = field(default_factory=PriorConfig)  # kind "prior" only
+    vocoder: VocoderConfig = field(default_factory=VocoderConfig)  # kind "vocoder" (notebook 09) only
     # notebook 08, kind "diffusion": "inpaint" (the U-Net also sees the mask and the masked image) or "control"
     # (a ControlNet on edge maps); both start from the trained U-Net `base_of` (a shipped model or run folder)
     edit: str | None = None
@@ -187,6 +191,7 @@ def config_from_dict(d: dict) -> TrainConfig:
     d["unet"] = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["unet"].items()})
     d["autoencoder"] = AutoencoderConfig(**d.get("autoencoder", {}))
     d["prior"] = PriorConfig(**d.get("prior", {}))
+    d["vocoder"] = VocoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.get("vocoder", {}).items()})
     d["progressive"] = tuple(tuple(p) for p in d.get("progressive", ()))
     d["multiscale"] = tuple(d.get("multiscale", ()))
     d["ct_levels"] = tuple(d.get("ct_levels", (10, 1280)))
@@ -212,6 +217,8 @@ def build_model(cfg: TrainConfig, image_shape: tuple[int, ...] | None = None) ->
         return Autoencoder(cfg.autoencoder)
     if cfg.kind == "prior":
         return EmbeddingPrior(cfg.prior)
+    if cfg.kind == "vocoder":
+        return Vocoder(cfg.vocoder)
     if cfg.dataset in data.TOYS:
         return MLPDenoiser()
     if cfg.edit == "inpaint":
@@ -245,6 +252,8 @@ def build_loss(
         return AutoencoderLoss(cfg.kl_weight, cfg.recon, shard=shard)
     if cfg.kind == "contrastive":
         return ContrastiveLoss()
+    if cfg.kind == "vocoder":
+        return VocoderLoss(sched, shard=shard)
     if cfg.prediction == "flow":
         return FlowMatchingLoss(shard=shard)
     return DiffusionLoss(sched, cfg.prediction, cfg.weighting, cfg.snr_gamma, scales=cfg.multiscale, shard=shard)
@@ -256,45 +265,3 @@ def build_denoiser(cfg: TrainConfig, net, sched: Schedule) -> Denoiser:
     "ct") its consistency function (``dlib.distill.ConsistencyModel``), sampled by ``sample_consistency``."""
     den = Denoiser(net, cfg.prediction, Flow() if cfg.prediction == "flow" else VP(sched))
     return ConsistencyModel(den) if cfg.distill in ("cd", "ct") else den
-
-
-def build_condition(
-    cfg: TrainConfig, x_all: torch.Tensor, device: torch.device, clip: torch.nn.Module | None = None
-) -> Callable[..., dict]:
-    """``condition(model, x, y, gen) -> dict``: the keywords a batch's loss takes (``dlib.losses``).
-
-    Classifiers get their targets ``y``; a class-conditional U-Net its labels with a share ``p_uncond``
-    dropped; a text-conditional one encoded captions (``TextCondition``); the unCLIP stages the frozen ``clip``
-    model's embeddings (``EmbeddingCondition``: the image's for the decoder, a caption's for the prior);
-    anything else nothing.
-    """
-    if cfg.embed_of is not None:
-        if clip is None:
-            raise ValueError(f"{cfg.name}: embed_of={cfg.embed_of!r} needs the contrastive model passed as clip")
-        source = "text" if cfg.kind == "prior" else "image"
-        return EmbeddingCondition(clip, source, cfg.p_uncond, cfg.dataset, x_all, device)
-    if cfg.kind == "contrastive":
-        return SentenceCondition(cfg.dataset, x_all, device)
-    if cfg.kind == "autoencoder":
-        return lambda model, x, y, gen: {}
-    if cfg.kind != "diffusion":
-        return lambda model, x, y, gen: {"y": y}
-    if cfg.dataset in data.TOYS:
-        return lambda model, x, y, gen: {}
-    if cfg.unet.context_dim:
-        return TextCondition(cfg.dataset, cfg.p_uncond, x_all, device)
-    if cfg.edit == "inpaint":  # the mask from the run's generator; the model hides the pixels it must generate
-        return lambda model, x, y, gen: {"mask": random_masks(len(x), x.shape[-1], gen), "known": x}
-    if cfg.edit == "control":
-        return lambda model, x, y, gen: {"control": edge_map(x)}
-    if cfg.unet.num_classes:
-        return lambda model, x, y, gen: {"y": drop_labels(y, cfg.p_uncond, cfg.unet.num_classes, gen)}
-    return lambda model, x, y, gen: {}
-
-
-def load_training_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """All training examples (N, ...) and labels (N,) on the CPU: images (N, C, H, W), or 2D toy points (N, 2)."""
-    if cfg.dataset in data.TOYS:
-        x = data.toy_2d(cfg.dataset, cfg.limit or 100_000, seed=cfg.seed)
-        return x, torch.zeros(len(x), dtype=torch.long)
-    return data.load_images(cfg.dataset, "train", pad_to_32=cfg.pad_to_32, limit=cfg.limit)

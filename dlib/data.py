@@ -163,6 +163,43 @@ def image_dataset(name: str = "mnist", split: str = "train", **kwargs) -> Tensor
     return TensorDataset(*load_images(name, split, **kwargs))
 
 
+FSDD = "fsdd/fsdd.npz"
+FSDD_TEST_INDICES = range(5)  # the dataset's convention: recordings 0-4 of each speaker and digit are the test set
+
+
+@cache
+def _fsdd() -> dict[str, np.ndarray]:
+    with np.load(verified_path(FSDD)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def load_fsdd(
+    split: str = "train", held_out_speaker: str | None = None
+) -> tuple[list[torch.Tensor], torch.Tensor, list[str]]:
+    """The Free Spoken Digit Dataset (8 kHz speech, 6 speakers x 10 digits x 50 recordings): a list of
+    waveforms (L_i,) float32 in [-1, 1] (int16 / 32768), their digits (N,) and speakers.
+
+    By default the dataset's documented split: recordings 0-4 of every speaker and digit are "test" (300),
+    the rest "train" (2,700). With ``held_out_speaker`` that speaker's 500 recordings are "test" and the
+    other five speakers' 2,500 "train": a model has never heard the test voice.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
+    z = _fsdd()
+    speakers = [str(s) for s in z["speakers"]]
+    if held_out_speaker is not None and held_out_speaker not in speakers:
+        raise ValueError(f"unknown speaker {held_out_speaker!r}; FSDD's speakers are {speakers}")
+    names = [speakers[i] for i in z["speaker"]]
+    if held_out_speaker is None:
+        test = np.isin(z["index"], list(FSDD_TEST_INDICES))
+    else:
+        test = np.array([n == held_out_speaker for n in names])
+    keep = np.flatnonzero(test if split == "test" else ~test)
+    audio, offsets = z["audio"], z["offsets"]
+    waves = [torch.from_numpy(audio[offsets[i] : offsets[i + 1]].astype(np.float32) / 32768) for i in keep]
+    return waves, torch.from_numpy(z["digit"][keep]), [names[i] for i in keep]
+
+
 # --- 2D toy distributions, each roughly zero-mean with unit scale ---
 
 

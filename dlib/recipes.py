@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dlib.config import TrainConfig, build_model
 from dlib.nets import AutoencoderConfig, PriorConfig, UNetConfig
+from dlib.nets.vocoder import VocoderConfig
 
 __all__ = ["RECIPES", "TrainConfig", "build_model"]
 
@@ -54,9 +55,31 @@ RECIPES: dict[str, TrainConfig] = {
     "fashion-classifier": TrainConfig(
         name="fashion-classifier", kind="classifier", dataset="fashion-mnist", steps=1500, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
     ),
+    # Notebook 09 (audio), on the Free Spoken Digit Dataset's training split (dlib.audio): the referee, a
+    # classifier of 32 x 32 mel images; the label -> mel model, the class-conditional U-Net of 06 on the same
+    # images; the vocoder (DiffWave's network at a CPU-sized width, WaveGrad's continuous noise level, L1) on
+    # 2304-sample windows (12 mel frames). Learning rates are constant after warm-up, so steps=N continues a run.
+    "fsdd-classifier": TrainConfig(
+        name="fsdd-classifier", kind="classifier", dataset="fsdd-mel", steps=800, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
+    ),
+    "fsdd-classifier-theo": TrainConfig(  # the same, never hearing speaker "theo": how well does it meet a new voice?
+        name="fsdd-classifier-theo", kind="classifier", dataset="fsdd-mel:theo", steps=800, batch_size=128, lr=2e-3, warmup=100,
+        ema_decay=0.99,
+    ),
+    "fsdd-mel-unet": TrainConfig(
+        name="fsdd-mel-unet", dataset="fsdd-mel", steps=2000, batch_size=64, lr=1e-3, warmup=200, ckpt_every=100,
+        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), num_classes=10),
+    ),
+    "fsdd-vocoder": TrainConfig(
+        name="fsdd-vocoder", kind="vocoder", dataset="fsdd-wave", steps=10_000, batch_size=8, lr=5e-4, warmup=200, ckpt_every=200
+    ),
     # Seconds-scale recipes for tests and the smoke budget.
     "toy-2d": TrainConfig(name="toy-2d", dataset="swiss_roll", schedule="cosine", T=100, steps=2000, batch_size=512, lr=3e-3, warmup=50, ema_decay=0.99, log_every=100, ckpt_every=500),
     "noisy-classifier-tiny": TrainConfig(name="noisy-classifier-tiny", kind="noisy-classifier", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5),
+    "vocoder-tiny": TrainConfig(
+        name="vocoder-tiny", kind="vocoder", dataset="fsdd-wave", steps=4, batch_size=4, limit=64, warmup=2, ckpt_every=2, log_every=2,
+        vocoder=VocoderConfig(channels=8, layers=4, cycle=2, embed_dim=16),
+    ),
     "mnist-cond-tiny": TrainConfig(
         name="mnist-cond-tiny", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
         unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), num_classes=10),

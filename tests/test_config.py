@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from dlib.config import TrainConfig, build_condition, build_loss, build_model, config_from_dict, config_to_dict
+from dlib.batches import build_condition
+from dlib.config import TrainConfig, build_loss, build_model, config_from_dict, config_to_dict
 from dlib.losses import ClassifierLoss, DiffusionLoss, NoisyClassifierLoss
 from dlib.nets import UNetConfig
 from dlib.schedules import get_schedule

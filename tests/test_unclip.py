@@ -9,16 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from dlib import checkpoint
+from dlib.batches import build_condition, load_training_data
 from dlib.captions import AttributeScale, captions
 from dlib.checkpoint import _rebuild
 from dlib.conditioning import EmbeddingCondition
 from dlib.config import (
     TrainConfig,
-    build_condition,
     build_model,
     config_from_dict,
     config_to_dict,
-    load_training_data,
 )
 from dlib.losses import Shard
 from dlib.nets import Autoencoder, AutoencoderConfig, EmbeddingPrior, PriorConfig, UNet, fit_scaling_factor

@@ -18,6 +18,7 @@ samplers add ``sigma``). Derived in notebook 05.
     sde          sample_sde (reverse SDE, Euler-Maruyama), sample_pc (predictor-corrector),
                  sample_annealed_langevin (NCSN), sample_consistency (notebooks 11-12)
     likelihood   ode_log_likelihood: log p(x_0) from the same ODE, exact or Hutchinson divergence
+    vocoder      vocode: a mel-conditioned waveform model over any beta schedule; search_schedule (notebook 09)
 """
 
 from dlib.denoiser import VP, as_denoiser
@@ -34,6 +35,7 @@ from dlib.samplers.sde import (
     sde_step,
 )
 from dlib.samplers.sigma import denoise, euler_step, heun_step, sample_euler, sample_heun, sample_pf_ode
+from dlib.samplers.vocoder import search_schedule, vocode
 
 
 def sample_default(model, x_T, sched=None, steps: int = 50, *, generator=None, callback=None, **cond):
@@ -85,6 +87,8 @@ __all__ = [
     "sample_pf_ode",
     "sample_sde",
     "sde_step",
+    "search_schedule",
     "sigma_grid",
     "timesteps",
+    "vocode",
 ]

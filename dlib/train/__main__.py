@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import load_file
 
 from dlib import checkpoint, data
-from dlib.config import TrainConfig, build_denoiser, config_from_dict, config_to_dict, load_training_data
+from dlib.batches import load_training_data
+from dlib.config import TrainConfig, build_denoiser, config_from_dict, config_to_dict
 from dlib.recipes import RECIPES
 from dlib.train.distributed import is_main_process
 from dlib.train.loop import train

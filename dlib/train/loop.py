@@ -21,14 +21,13 @@ import torch
 from tqdm.auto import tqdm
 
 from dlib import checkpoint
+from dlib.batches import build_condition, load_training_data
 from dlib.config import (
     TrainConfig,
-    build_condition,
     build_loss,
     build_model,
     config_from_dict,
     config_to_dict,
-    load_training_data,
 )
 from dlib.losses import resize
 from dlib.nets import fit_scaling_factor
