@@ -149,8 +149,16 @@ def griffin_lim(image: torch.Tensor, iters: int = 64, momentum: float = 0.99, se
 
 
 def log_mel_distance(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Mean |log-mel(real) - log-mel(fake)| per clip (B,), in nats: how far apart two waveforms sound."""
-    return (log_mel(real) - log_mel(fake)).abs().mean((-2, -1))
+    """Mean |log-mel(real) - log-mel(fake)| per clip (B,), in nats: how far apart two waveforms sound.
+
+    The mean runs over the frames where ``real`` is not digital silence (every band at the floor): the zeros a clip is
+    padded with are not part of the recording, and a faint hiss over them (log of a tiny magnitude against log of the
+    floor) would otherwise dominate the distance. A silent ``real`` uses every frame.
+    """
+    a, b = log_mel(real), log_mel(fake)
+    active = (a > math.log(MEL_FLOOR)).any(-2, keepdim=True).to(a)  # (..., 1, frames)
+    active = torch.where(active.sum(-1, keepdim=True) > 0, active, torch.ones_like(active))
+    return ((a - b).abs() * active).sum((-2, -1)) / (active.sum((-2, -1)) * a.shape[-2])
 
 
 def spectral_convergence(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

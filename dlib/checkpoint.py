@@ -251,11 +251,17 @@ def load_pretrained(name: str, device: torch.device | str = "cpu") -> tuple[torc
 
 
 def _rebuild(card: dict, state: dict[str, torch.Tensor], what: str | Path) -> tuple[torch.nn.Module, Schedule | None]:
-    """The network of a card's config with ``state`` loaded strictly, and its Schedule (None for a classifier)."""
+    """The network of a card's config with ``state`` loaded strictly, and its Schedule (None for a classifier; for a
+    vocoder the schedule its training levels were drawn between, ``dlib.wavegrad``)."""
     cfg = config_from_dict(card["config"])
     model = build_model(cfg, card.get("image_shape"))  # cards written before it was recorded: the defaults
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise DataError(f"{what} does not fit the architecture in its card: {e}") from e
-    return model, get_schedule(cfg.schedule, cfg.T) if cfg.kind in ("diffusion", "noisy-classifier", "prior") else None
+    return model, get_schedule(cfg.schedule, cfg.T) if cfg.kind in (
+        "diffusion",
+        "noisy-classifier",
+        "prior",
+        "vocoder",
+    ) else None

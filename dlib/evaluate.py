@@ -14,6 +14,8 @@
     python -m dlib.evaluate mnist-inpaint-unet        # inpainting on the preset masks, beside replacement (08)
     python -m dlib.evaluate mnist-controlnet          # edge IoU with the control, with and without it (08)
     python -m dlib.evaluate mnist-cd-unet --steps 2   # a consistency model: FID of its 2-step samples (12)
+    python -m dlib.evaluate fsdd-vocoder --n 100      # spectral distances, accuracy, real-time factor per schedule (09)
+    python -m dlib.evaluate fsdd-mel-unet             # label -> speech: guidance sweep through the vocoder (09)
 
 Every number in a card comes from this command; the card records the command's settings,
 wall time and hardware.
@@ -32,6 +34,7 @@ from dlib.checkpoint import load_pretrained
 from dlib.config import build_denoiser, config_from_dict
 from dlib.controls import PRESETS, edge_map, iou, preset_mask
 from dlib.editing import sample_inpaint, seam
+from dlib.evaluate_audio import evaluate_audio_classifier, evaluate_speech, evaluate_vocoder
 from dlib.evaluate_latent import evaluate_autoencoder, evaluate_contrastive, evaluate_pipeline
 from dlib.generate import image_shape
 from dlib.guidance import guided_samples
@@ -234,7 +237,15 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     card = checkpoint.read_card(args.name)
     cfg = card["config"]
-    if cfg["kind"] == "classifier":
+    if cfg["dataset"].startswith("fsdd"):  # notebook 09's spoken digits
+        clf, ws = args.classifier or "fsdd-classifier", [float(w) for w in args.ws.split(",")]
+        if cfg["kind"] == "classifier":
+            metrics = evaluate_audio_classifier(args.name)
+        elif cfg["kind"] == "vocoder":
+            metrics = evaluate_vocoder(args.name, clf, min(args.n, 300), args.seed)
+        else:
+            metrics = evaluate_speech(args.name, "fsdd-vocoder", clf, ws, args.n_per_class, args.steps or 25, args.seed)
+    elif cfg["kind"] == "classifier":
         model, _, _ = load_pretrained(args.name)
         metrics = {"test_accuracy": test_accuracy(model, cfg["dataset"], cfg["pad_to_32"])}
     elif cfg["kind"] == "noisy-classifier":

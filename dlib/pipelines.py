@@ -1,4 +1,5 @@
-"""Text-to-image in miniature, both ways (notebook 07): Stable Diffusion's latent pipeline and DALL-E 2's unCLIP.
+"""Text-to-image in miniature, both ways (notebook 07): Stable Diffusion's latent pipeline and DALL-E 2's unCLIP;
+and text-to-speech in miniature (notebook 09, ``speak``): a digit label -> a mel image -> a waveform.
 
     latent:  prompt -> sentence encoder's tokens -> guided sampling of a 4 x 7 x 7 latent -> autoencoder's decoder
     unCLIP:  prompt -> pooled sentence vector -> contrastive text embedding
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dlib import checkpoint
+from dlib import audio, checkpoint
 from dlib.guidance import sample_guided
+from dlib.samplers.vocoder import vocode
 from dlib.schedules import Schedule
 from dlib.text import TextEncoder
 
@@ -160,3 +162,15 @@ class UnCLIPPipeline:
         """Images (N, C, H, W) in [-1, 1], one per prompt: text -> text embedding -> prior -> decoder -> autoencoder."""
         e = self.image_embeddings(prompts, w=w_prior, steps=steps, sampler=sampler, generator=generator)
         return self.decode(e, w=w, steps=steps, sampler=sampler, generator=generator)
+
+
+@torch.no_grad()
+def speak(
+    mel_unet, sched: Schedule, vocoder, digits: torch.Tensor, *, w: float, steps: int, betas, generator=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spoken digits from labels (notebook 09): classifier-free-guided DDIM (``steps``, scale ``w`` in the "cond"
+    convention) of the class-conditional ``mel_unet`` gives mel images (N, 1, 32, 32); the ``vocoder`` renders them
+    with the noise schedule ``betas``. Returns (mel images, waveforms (N, 6144) on the CPU)."""
+    shape = (1, audio.N_MELS, audio.CLIP // audio.HOP)
+    mels = sample_guided(mel_unet, sched, shape, {"y": digits}, w=w, steps=steps, generator=generator).clamp(-1, 1)
+    return mels, vocode(vocoder, mels, betas, generator=generator).cpu()

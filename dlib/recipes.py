@@ -58,7 +58,9 @@ RECIPES: dict[str, TrainConfig] = {
     # Notebook 09 (audio), on the Free Spoken Digit Dataset's training split (dlib.audio): the referee, a
     # classifier of 32 x 32 mel images; the label -> mel model, the class-conditional U-Net of 06 on the same
     # images; the vocoder (DiffWave's network at a CPU-sized width, WaveGrad's continuous noise level, L1) on
-    # 2304-sample windows (12 mel frames). Learning rates are constant after warm-up, so steps=N continues a run.
+    # 2304-sample windows (12 mel frames), its levels drawn between those of DDPM's linear betas with T = 150, from 1
+    # down to sqrt(alpha_bar) = 0.47 (a vocoder never starts from pure noise: DiffWave trains down to 0.53). Learning
+    # rates are constant after warm-up, so steps=N continues a run.
     "fsdd-classifier": TrainConfig(
         name="fsdd-classifier", kind="classifier", dataset="fsdd-mel", steps=800, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
     ),
@@ -71,7 +73,8 @@ RECIPES: dict[str, TrainConfig] = {
         unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), num_classes=10),
     ),
     "fsdd-vocoder": TrainConfig(
-        name="fsdd-vocoder", kind="vocoder", dataset="fsdd-wave", steps=10_000, batch_size=8, lr=5e-4, warmup=200, ckpt_every=200
+        name="fsdd-vocoder", kind="vocoder", dataset="fsdd-wave", T=150, steps=6000, batch_size=8, lr=1e-3, warmup=200,
+        ckpt_every=200,
     ),
     # Seconds-scale recipes for tests and the smoke budget.
     "toy-2d": TrainConfig(name="toy-2d", dataset="swiss_roll", schedule="cosine", T=100, steps=2000, batch_size=512, lr=3e-3, warmup=50, ema_decay=0.99, log_every=100, ckpt_every=500),

@@ -23,11 +23,13 @@ import pytest
 import scipy.signal
 import torch
 
-from dlib import audio, checkpoint, data
+from dlib import audio, checkpoint, data, evaluate_audio
 from dlib.audio import CLIP, HOP, LOG_MEL_RANGE, MEL_FLOOR, N_FFT, N_MELS, SAMPLE_RATE
 from dlib.batches import build_condition, load_training_data
 from dlib.config import TrainConfig, config_from_dict, config_to_dict
+from dlib.nets import UNet, UNetConfig
 from dlib.nets.vocoder import Vocoder, VocoderConfig
+from dlib.pipelines import speak
 from dlib.recipes import RECIPES
 from dlib.samplers.vocoder import (
     FAST_SCHEDULES,
@@ -871,3 +873,117 @@ def test_load_ema_rebuilds_the_vocoder(straight):
     mel = audio.mel_image(audio.log_mel(audio.segments("test")[:1]))[:, :, :2]
     wave = vocode(model, mel, FAST_SCHEDULES["diffwave-6"], generator=g(0))
     assert wave.shape == (1, 2 * HOP) and wave.abs().max() <= 1
+
+
+# --- notebook 09's measurements and the label -> speech pipeline (dlib.evaluate_audio, dlib.pipelines.speak) ---
+
+
+def _untrained_pair():
+    torch.manual_seed(0)
+    unet = UNet(
+        UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(), num_classes=10)
+    )
+    return unet.eval(), Vocoder(SMALL).eval()
+
+
+def test_speak_gives_mels_and_waveforms_of_a_clip_deterministically():
+    unet, vocoder = _untrained_pair()
+    digits = torch.tensor([0, 3, 9])
+
+    def run():
+        sched = get_schedule("linear", 1000)
+        return speak(
+            unet, sched, vocoder, digits, w=2.0, steps=3, betas=[1e-3, 0.1], generator=torch.Generator().manual_seed(1)
+        )
+
+    mels, waves = run()
+    assert mels.shape == (3, 1, N_MELS, CLIP // HOP) and waves.shape == (3, CLIP)
+    assert mels.min() >= -1 and mels.max() <= 1 and waves.abs().max() <= 1
+    assert torch.equal(waves, run()[1])
+
+
+class _Oracle(torch.nn.Module):
+    """A 'classifier' that hears a clip as the digit stored in its loudest mel band (a known answer for the scores)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, images):
+        return torch.nn.functional.one_hot(images[:, 0].mean(-1).argmax(-1) % 10, 10).float() + self.dummy
+
+    def features(self, images):  # for FID: each band's mean level
+        return images[:, 0].mean(-1) + self.dummy
+
+
+def test_audio_scores_of_the_recordings_themselves():
+    x, _ = audio.clips("test")
+    x = x[:4]
+    y = _Oracle()(evaluate_audio.heard(x)).argmax(1)
+    scores = evaluate_audio.audio_scores(_Oracle(), x, x, y)
+    assert scores == {"log_mel_distance": 0.0, "spectral_convergence": 0.0, "classifier_accuracy": 1.0}
+    silent = evaluate_audio.audio_scores(_Oracle(), x, torch.zeros_like(x), y)
+    assert silent["spectral_convergence"] == 1.0 and silent["log_mel_distance"] > 3
+
+
+def test_vocoder_table_has_every_schedule_griffin_lim_and_the_recordings():
+    _, vocoder = _untrained_pair()
+    x, y = audio.clips("test")
+    named = {"one": torch.tensor([0.5], dtype=torch.float64), "two": torch.tensor([1e-3, 0.3], dtype=torch.float64)}
+    rows, waves = evaluate_audio.vocoder_table(vocoder, _Oracle(), x[:2], y[:2], named, seed=0)
+    assert list(rows) == ["one", "two", "Griffin-Lim (64 iterations)", "the recordings"]
+    assert rows["the recordings"]["log_mel_distance"] == 0 and rows["one"]["real_time_factor"] > 0
+    for name in ("one", "two"):  # the table's waveforms are the sampler's, with the given seed
+        again = vocode(
+            vocoder, audio.mel_image(audio.log_mel(x[:2])), named[name], generator=torch.Generator().manual_seed(0)
+        )
+        assert torch.equal(waves[name], again)
+    assert rows["Griffin-Lim (64 iterations)"]["log_mel_distance"] < rows["one"]["log_mel_distance"]
+
+
+def test_searched_schedules_pick_the_lowest_score_of_their_tables():
+    _, vocoder = _untrained_pair()
+    x, _ = audio.clips("test")
+    grids = dict(firsts=(1e-4, 1e-2), lasts=(0.5,), singles=(0.3, 0.9))
+    found = evaluate_audio.searched_schedules(vocoder, x[:2], 0, grids)
+    for steps, key in ((1, "1 step (searched)"), (6, "6 steps (searched)")):
+        first, last, _ = min(found["tables"][steps], key=lambda r: r[2])
+        torch.testing.assert_close(found[key], geometric_betas(steps, first, last))
+    score = evaluate_audio.mel_score(vocoder, x[:2], 0)
+    assert score(found["6 steps (searched)"]) == min(r[2] for r in found["tables"][6])  # the same noise every time
+
+
+def test_the_shipped_classifier_evaluates_on_the_test_recordings():
+    if "fsdd-classifier" not in checkpoint.shipped_models():
+        pytest.skip("fsdd-classifier is not shipped")
+    out = evaluate_audio.evaluate_audio_classifier("fsdd-classifier")
+    assert out["test_accuracy"] > 0.95 and out["accuracy_settings"] == "the 300 test recordings"
+
+
+def test_log_mel_distance_ignores_the_digital_silence_a_clip_is_padded_with():
+    x = torch.zeros(1, CLIP)
+    t = torch.arange(CLIP // 2) / SAMPLE_RATE
+    x[0, : CLIP // 2] = 0.5 * torch.sin(2 * math.pi * 440 * t)  # a tone, then digital silence
+    hiss = torch.zeros_like(x)
+    hiss[0, CLIP // 2 + 2 * N_FFT :] = 0.003 * torch.randn(
+        CLIP - CLIP // 2 - 2 * N_FFT, generator=torch.Generator().manual_seed(0)
+    )
+    assert audio.log_mel_distance(x, x + hiss).item() < 1e-6  # only frames where x is digital silence changed
+    frames = audio.log_mel(x + hiss)[0]
+    assert (frames[:, -3:] > math.log(MEL_FLOOR) + 3).all()  # and there the hiss is far above the floor
+    inside = x.clone()
+    inside[0, : CLIP // 2] += 0.003 * torch.randn(CLIP // 2, generator=torch.Generator().manual_seed(1))
+    assert audio.log_mel_distance(x, inside).item() > 0.01  # the same hiss within the recording counts
+    silent = torch.zeros(1, CLIP)
+    assert audio.log_mel_distance(silent, hiss).item() > 1  # a silent reference is measured over every frame
+
+
+def test_speech_sweep_scores_the_mels_and_both_renderings_at_every_scale():
+    unet, vocoder = _untrained_pair()
+    rows, waves = evaluate_audio.speech_sweep(unet, get_schedule("linear", 1000), vocoder, _Oracle(), [1e-3, 0.1],
+                                              [0.0, 2.0], per_digit=1, steps=2, seed=0)  # fmt: skip
+    assert list(rows) == [0.0, 2.0] and all(set(r) == {"mel", "vocoder", "griffin-lim"} for r in rows.values())
+    assert waves[0.0].shape == (10, CLIP) and waves[0.0].abs().max() <= 1
+    for r in rows.values():
+        for scores in r.values():
+            assert 0 <= scores["share_as_requested"] <= 1 and math.isfinite(scores["classifier_fid"])

@@ -55,6 +55,9 @@ class Upsampler(nn.Module):
         self.convs = nn.ModuleList(
             nn.ConvTranspose2d(1, 1, (3, 2 * s), stride=(1, s), padding=(1, s // 2)) for s in factors
         )
+        for conv in self.convs:  # start as a smooth interpolation: each output averages 2 frames x 3 bands
+            nn.init.constant_(conv.weight, 1 / 6)
+            nn.init.zeros_(conv.bias)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         h = mel.unsqueeze(1)
@@ -110,7 +113,7 @@ class Vocoder(nn.Module):
                 f"Vocoder: level (sqrt(alpha_bar)) must have shape ({len(x_t)},), got {tuple(level.shape)}"
             )
         emb = self.embed(timestep_embedding(cfg.level_scale * level, cfg.embed_dim))
-        cond = self.upsampler(mel)
+        cond = self.upsampler((mel + 1) / 2)  # [0, 1], DiffWave's mel range: the leaky ReLUs start as the identity
         h = F.relu(self.inp(x_t))
         skips = 0
         for layer in self.layers:

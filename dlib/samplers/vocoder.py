@@ -1,13 +1,13 @@
 """Sampling a diffusion vocoder with any noise schedule, and WaveGrad's search for a few-step one (notebook 09).
 
 ``vocode(net, mel, betas)`` runs the ancestral sampler (DDPM Algorithm 2, ``ddpm_step``) over the N levels of
-``betas`` (beta_1..beta_N, smallest first): x_N ~ N(0, I), then x_{n-1} from x_n and the network's eps_hat at
-level sqrt(alpha_bar_n). The network was trained on a continuous level (``dlib.wavegrad``), so N is free:
+``betas`` (betas[0..N-1], smallest first; alpha_bar[n] = prod_{k<=n} (1 - betas[k])): x ~ N(0, I) at level
+sqrt(alpha_bar[N-1]), then one step down per level, the network's eps_hat read at level sqrt(alpha_bar[n]). The network was trained on a continuous level (``dlib.wavegrad``), so N is free:
 50 steps, 6 or 1. A short schedule need not reach pure noise: with the mel as a strong condition, WaveGrad's
 and DiffWave's 6-step schedules end at alpha_bar_N ~ 0.4 and still start from N(0, I).
 
 ``search_schedule`` is WaveGrad's grid search at small scale (Chen et al. 2021, sec. 4): try geometric
-schedules beta_n = first * (last / first)^((n - 1) / (N - 1)) and keep the one whose audio is closest to the
+schedules betas[n] = first * (last / first)^(n / (N - 1)), n = 0..N-1, and keep the one whose audio is closest to the
 real recordings (any score, e.g. ``dlib.audio.log_mel_distance``).
 """
 
@@ -23,7 +23,8 @@ from dlib.audio import check_mel
 from dlib.samplers.discrete import ddpm_step
 
 FAST_SCHEDULES = {  # published few-step schedules (betas), for comparison with a searched one
-    "diffwave-6": (1e-4, 1e-3, 1e-2, 5e-2, 2e-1, 5e-1),  # Kong et al. 2021, sec. 5 (fast sampling)
+    # DiffWave's fast schedule: inference_noise_schedule in the reference implementation (lmnt-com/diffwave, params.py)
+    "diffwave-6": (1e-4, 1e-3, 1e-2, 5e-2, 2e-1, 5e-1),
 }
 
 
