@@ -83,12 +83,12 @@ def reference_search(score, steps, firsts, lasts):
     return search_schedule(score, steps, firsts, lasts)[0]
 
 
-def _search(pick=min, require_order=True, spacing=geometric_betas):
+def _search(pick=min, spacing=geometric_betas):
     def search(score, steps, firsts, lasts):
         rows = [
             (f, l, float(score(spacing(steps, f, l))))
             for f, l in itertools.product(firsts, lasts)
-            if not require_order or (f <= l and (steps > 1 or f == l))
+            if f <= l and (steps > 1 or f == l)
         ]
         f, l, _ = pick(rows, key=lambda r: r[2])
         return spacing(steps, f, l)
@@ -108,7 +108,9 @@ search = dict(
     ],
     mistakes={
         "the highest score kept instead of the lowest (the score is a distance)": _search(pick=max),
-        "pairs with first > last tried: a schedule that adds the most noise first": _search(require_order=False),
+        "the best schedule returned reversed: the first step of a schedule must add the least noise": (
+            lambda score, steps, firsts, lasts: reference_search(score, steps, firsts, lasts).flip(0)
+        ),
         "evenly spaced betas instead of geometric ones": _search(
             spacing=lambda steps, f, l: torch.linspace(f, l, steps, dtype=torch.float64)
         ),
