@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -63,6 +64,11 @@ BASE = RECIPES["mnist-unet"]  # the shipped recipe every entry changes
 OUT = ROOT / "build" / "recipe_study"
 RESULTS = ROOT / "benchmarks" / "results" / "recipe_study-cpu.json"
 UNBOUNDED = 100_000  # `steps` of a run whose learning rate does not decay: the budget alone ends it
+# Seconds per training step of `baseline` on the reference machine (the one that ran the study's first rows:
+# 1799.2 s / 879 steps, one thread, AMD EPYC with AVX512-BF16). The machines a session gets differ (one later
+# host ran the same step in ~3.4 s), so `run` times `baseline` on the machine at hand and scales the budget:
+# a 30-minute budget means the work of 30 minutes on the reference machine, wherever it runs.
+REFERENCE_S_PER_STEP = 1799.2434 / 879
 PROBE_STEPS = 20  # steps timed at the start of a run (within its warm-up) to plan its length
 CONFIDENT = 0.9  # a sample counts as a clear digit when the classifier's top probability is at least this
 RUN_FIELDS = dict(ckpt_every=25, log_every=25)  # the study's own: a kill loses at most 25 steps
@@ -349,14 +355,18 @@ def run_entry(
     out: Path,
     threads: int = 1,
     *,
+    pace_factor=1.0,
     base: TrainConfig = BASE,
     chunk_s: float = 120.0,
     max_chunks: int | None = None,
     log=print,
 ) -> dict:
-    """Train ``entry`` until its training loop has run ``budget_s`` seconds; return its study record.
+    """Train ``entry`` until its training loop has run ``budget_s`` seconds of the reference machine; return
+    its study record.
 
-    The record (``out/NAME/study.json``, written atomically after every chunk) holds the budget, the
+    ``pace_factor`` (a number, or a function called once when the run starts) is how many times slower this
+    machine is than the reference: the run's own budget is ``budget_s * pace_factor`` seconds here, fixed in
+    the record when the run starts. The record (``out/NAME/study.json``, written atomically after every chunk) holds the budget, the
     threads, the probe's seconds per step and the planned steps, one line per chunk (steps, seconds,
     load average), and ``done``. ``max_chunks`` ends this call early, as a killed process would.
     """
@@ -366,17 +376,21 @@ def run_entry(
     if rec is None:
         if (run_dir / "card.json").exists():
             raise SystemExit(f"{run_dir} holds a run without a study record: remove it or use another --out")
-        rec = {"name": entry.name, "budget_s": budget_s, "threads": threads, "planned_steps": None, "chunks": []}
+        factor = float(pace_factor() if callable(pace_factor) else pace_factor)
+        rec = {"name": entry.name, "budget_s": budget_s * factor, "threads": threads, "planned_steps": None}
         rec |= {
+            "chunks": [],
+            "budget_ref_s": budget_s,
+            "pace_factor": factor,
             "done": False,
             "why": entry.why,
             "changes": entry.changes,
             "peer": entry.peer,
             "cpu_bf16": entry.cpu_bf16,
         }
-    if (rec["budget_s"], rec["threads"]) != (budget_s, threads):
+    if (_budget_ref(rec), rec["threads"]) != (budget_s, threads):
         raise SystemExit(
-            f"{entry.name} was started with a budget of {rec['budget_s']} s on {rec['threads']} threads, not "
+            f"{entry.name} was started with a budget of {_budget_ref(rec)} s on {rec['threads']} threads, not "
             f"{budget_s} s on {threads}: use the same --budget-min and --threads, or another --out"
         )
     if rec["done"]:
@@ -386,7 +400,22 @@ def run_entry(
         if not mine:
             log(f"{entry.name}: another process is training it, skipped")
             return rec
-        return _run_locked(entry, rec, path, budget_s, out, base, chunk_s, max_chunks, log)
+        return _run_locked(entry, rec, path, rec["budget_s"], out, base, chunk_s, max_chunks, log)
+
+
+def _budget_ref(rec: dict) -> float:
+    """The run's budget in seconds of the reference machine (records written before pace factors: its own)."""
+    return rec.get("budget_ref_s", rec["budget_s"])
+
+
+def machine_pace_factor(steps: int = 8, threads: int = 1, log=print) -> float:
+    """How many times slower than the reference machine this one trains ``baseline`` (s/step here / there)."""
+    here = pace(ENTRIES["baseline"], steps, log=log)
+    factor = here / REFERENCE_S_PER_STEP
+    log(
+        f"this machine: baseline {here:.3f} s/step against {REFERENCE_S_PER_STEP:.3f} on the reference: budgets x{factor:.3f}"
+    )
+    return factor
 
 
 def _run_locked(entry, rec, path, budget_s, out, base, chunk_s, max_chunks, log) -> dict:
@@ -563,6 +592,7 @@ COLUMNS = (
     "threads",
     "CPU/thread",
     "hardware",
+    "pace x",
     "FID DDPM",
     "FID DPM++",
     "conf>=0.9 DDPM",
@@ -591,6 +621,7 @@ def render_table(rows: list[dict], reference: dict | None = None) -> str:
             str(r["threads"]),
             "-" if r.get("cpu_per_thread") is None else f"{r['cpu_per_thread']:.2f}",
             r["hardware"],
+            f"{r.get('pace_factor', 1.0):.2f}",
             _fid(r.get("ddpm")),
             _fid(r.get("dpm")),
             _share(r.get("ddpm")),
@@ -600,7 +631,7 @@ def render_table(rows: list[dict], reference: dict | None = None) -> str:
     if reference:
         n = reference["n"]
         lines.append(
-            f"| real images (n={n}) | {n} training images (FID) / {n} test images (share) | - | - | - | - | - | "
+            f"| real images (n={n}) | {n} training images (FID) / {n} test images (share) | - | - | - | - | - | - | "
             f"{_fid(reference['train'])} | - | {_share(reference['test'])} | - |"
         )
     return "\n".join(lines)
@@ -628,7 +659,8 @@ def collect_rows(entries: list[Entry], out: Path) -> list[dict]:
                 "peer": e.peer,
                 "changes": e.changes,
                 "done": rec["done"],
-                "budget_s": rec["budget_s"],
+                "budget_s": _budget_ref(rec),  # seconds of the reference machine: what the rows compare
+                "pace_factor": rec.get("pace_factor", 1.0),
                 "threads": rec["threads"],
                 "planned_steps": rec["planned_steps"],
                 "steps": card["step"],
@@ -656,7 +688,15 @@ def _selected(only: list[str] | None) -> list[Entry]:
 def main(argv: list[str] | None = None) -> dict | None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=("list", "pace", "run", "score", "report"))
-    p.add_argument("--budget-min", type=float, default=30.0, help="training-loop wall-clock minutes per run")
+    p.add_argument(
+        "--budget-min", type=float, default=30.0, help="training-loop minutes per run, on the reference machine"
+    )
+    p.add_argument(
+        "--pace-factor",
+        type=float,
+        default=None,
+        help="this machine's s/step over the reference's (default: time `baseline` here when a run starts)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (the budget is measured on these)")
     p.add_argument("--only", nargs="+", default=None, help="these entries only, in this order (default: all)")
     p.add_argument("--out", type=Path, default=OUT, help="where the runs live")
@@ -679,8 +719,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.mode == "pace":
         return {e.name: pace(e, args.steps, args.budget_min * 60) for e in entries}
     if args.mode == "run":
-        for e in entries:
-            run_entry(e, args.budget_min * 60, args.out, args.threads, chunk_s=args.chunk_s)
+        factor = args.pace_factor if args.pace_factor is not None else functools.cache(machine_pace_factor)
+        for e in entries:  # the machine is timed once, and only if a run starts here
+            run_entry(e, args.budget_min * 60, args.out, args.threads, pace_factor=factor, chunk_s=args.chunk_s)
         return None
     settings = {"n": args.n, "seed": args.seed, "ddpm_steps": args.ddpm_steps, "dpm_steps": args.dpm_steps}
     if args.mode == "score":
@@ -694,12 +735,20 @@ def main(argv: list[str] | None = None) -> dict | None:
             score_entry(e, args.out, scorer, settings)
         return None
     rows = collect_rows(entries, args.out)
+    previous = _read_json(args.results) if args.results.exists() else None
+    if previous:  # rows of earlier sessions (their run folders are gone) stay in the table
+        here = {r["name"] for r in rows}
+        kept = {r["name"]: r for r in previous["rows"] if r["name"] not in here}
+        rows = [r for e in entries for r in rows + list(kept.values()) if r["name"] == e.name]
     scored = {json.dumps({k: v for k, v in r["score_settings"].items() if k != "state_sha256"}, sort_keys=True)
               for r in rows if r["score_settings"]}  # fmt: skip
     if len(scored) > 1:
         print(f"warning: the runs were scored with different settings {sorted(scored)}: they are not comparable")
     how = json.loads(min(scored)) if scored else settings
     reference = _read_json(args.out / f"reference-n{how['n']}-seed{how['seed']}.json")
+    if reference is None and previous and previous.get("reference"):
+        ref = previous["reference"]
+        reference = ref if (ref["n"], ref["seed"]) == (how["n"], how["seed"]) else None
     table = render_table(rows, reference)
     budgets = sorted({r["budget_s"] for r in rows})
     result = {

@@ -12,11 +12,13 @@ runner can execute a whole folder at the smoke budget.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
 BUDGETS = ("smoke", "cpu", "gpu")
 ENV_VAR = "DLIB_BUDGET"
+README = Path(__file__).resolve().parent.parent / "README.md"  # the repository's: its table of measured run times
 
 
 def resolve_budget(requested: str = "auto") -> str:
@@ -37,3 +39,24 @@ def pick(budget: str, *, smoke, cpu, gpu):
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; expected one of {BUDGETS} (call resolve_budget first)")
     return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[budget]
+
+
+def measured_times(readme: str | None = None) -> dict[str, dict[str, str]]:
+    """The README's table of measured run times (the one source, after its ``<!-- timings-table -->`` marker):
+    notebook number ("01") -> {"notebook": "01 forward process", "smoke": "8.8", "cpu": "12.6", "gpu": ...}, seconds
+    as written there ("not yet measured ..." where no run has measured it)."""
+    if readme is None:
+        if not README.exists():
+            raise FileNotFoundError(f"{README} not found: the run-time table lives in the repository's README")
+        readme = README.read_text()
+    if "<!-- timings-table -->" not in readme:
+        raise ValueError("the README has no <!-- timings-table --> marker before its table of measured run times")
+    table = readme.split("<!-- timings-table -->", 1)[1].strip().splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    rows = {}
+    for line in table[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0][:2]] = {"notebook": cells[0]} | dict(zip(header[1:], cells[1:], strict=True))
+    return rows

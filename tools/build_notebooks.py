@@ -34,6 +34,8 @@ from pathlib import Path
 
 import nbformat
 
+from dlib.budget import measured_times
+
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS, NOTEBOOKS = ROOT / "solutions", ROOT / "notebooks"
 KERNEL = "diffusion-course"
@@ -41,7 +43,6 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 MARKDOWN_STUB = ["*Your answer here. The worked answer is in the same notebook under `solutions/`.*"]
 _MARKER = re.compile(r"^(\s*)(### (?:BEGIN|END) SOLUTION)\s*$")
-README = ROOT / "README.md"
 RUN_TIME = re.compile(r"<!-- run-time -->.*?<!-- /run-time -->", re.S)
 
 
@@ -75,20 +76,6 @@ def learner_version(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return nb
-
-
-def measured_times(readme: str | None = None) -> dict[str, dict[str, str]]:
-    """The README's table of measured run times: notebook number ("01") -> {"smoke": "8.3", "cpu": ..., "gpu": ...}."""
-    readme = README.read_text() if readme is None else readme
-    table = readme.split("<!-- timings-table -->", 1)[1].strip().splitlines()
-    header = [c.strip() for c in table[0].strip("|").split("|")]
-    rows = {}
-    for line in table[2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[cells[0][:2]] = dict(zip(header[1:], cells[1:], strict=True))
-    return rows
 
 
 def _duration(cell: str) -> str | None:
