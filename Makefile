@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 KERNEL := diffusion-course
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800
 
-.PHONY: venv lab test test-gpu unit lint format notebooks timings clean
+.PHONY: venv lab test test-gpu unit lint format notebooks timings flashcards clean
 
 # The set-up that `make lab` and `make test` share: the venv, the kernel, then JupyterLab opening clean
 # (jupyter/README.md): our settings defaults go to <app dir>/settings/overrides.d/ (no news prompt, no
@@ -50,6 +50,9 @@ notebooks: $(STAMP)  ## regenerate notebooks/ from solutions/ and execute both a
 
 timings: $(STAMP)  ## time every notebook at BUDGET (default smoke) without touching the repo
 	$(BIN)/python tools/build_notebooks.py --execute --budget $(or $(BUDGET),smoke) --out build/timed
+
+flashcards: $(STAMP)  ## the interview question bank (docs/interview/questions.yaml) as an Anki deck: build/flashcards.csv
+	$(BIN)/python tools/export_flashcards.py --out build/flashcards.csv
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
