@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 KERNEL := diffusion-course
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800
 
-.PHONY: venv lab test test-gpu unit lint format notebooks timings flashcards clean
+.PHONY: venv lab test test-gpu unit lint format notebooks timings flashcards site slides doctor instructor-docs clean
 
 # The set-up that `make lab` and `make test` share: the venv, the kernel, then JupyterLab opening clean
 # (jupyter/README.md): our settings defaults go to <app dir>/settings/overrides.d/ (no news prompt, no
@@ -14,7 +14,7 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800
 $(STAMP): pyproject.toml jupyter/overrides.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[lab,test]"
+	$(BIN)/python -m pip install --quiet -e ".[lab,test,site]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (diffusion-course)"
 	overrides="$$($(BIN)/python -c 'from jupyterlab.commands import get_app_dir; print(get_app_dir())')/settings/overrides.d" \
 		&& mkdir -p "$$overrides" && cp jupyter/overrides.json "$$overrides/diffusion-course.json"
@@ -50,6 +50,20 @@ notebooks: $(STAMP)  ## regenerate notebooks/ from solutions/ and execute both a
 
 timings: $(STAMP)  ## time every notebook at BUDGET (default smoke) without touching the repo
 	$(BIN)/python tools/build_notebooks.py --execute --budget $(or $(BUDGET),smoke) --out build/timed
+
+site: $(STAMP)  ## the course as an offline static website: build/site/html/index.html
+	$(BIN)/python tools/build_site.py
+
+slides: $(STAMP)  ## one offline reveal.js deck per notebook: build/slides/NN_name.slides.html
+	$(BIN)/python tools/build_slides.py
+
+doctor:  ## pre-workshop check of this machine (QUICK=1 skips the notebook run); reports a missing .venv instead of building it
+	@test -x $(BIN)/python || { echo "FAIL  no .venv -> fix: make venv"; exit 1; }
+	$(BIN)/python tools/doctor.py $(if $(QUICK),--quick)
+
+instructor-docs: $(STAMP)  ## regenerate docs/instructors/workshops.md and common-mistakes.md (from the README's timings and the catalogues)
+	$(BIN)/python tools/workshop_plans.py
+	$(BIN)/python tools/common_mistakes.py
 
 flashcards: $(STAMP)  ## the interview question bank (docs/interview/questions.yaml) as an Anki deck: build/flashcards.csv
 	$(BIN)/python tools/export_flashcards.py --out build/flashcards.csv

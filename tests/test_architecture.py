@@ -19,6 +19,8 @@ LAYERS = [
         "dlib.data",
         "dlib.controls",
         "dlib.audio",
+        "dlib.interview",
+        "dlib.quiz",
     ],
     ["dlib.schedules"],
     ["dlib.forward", "dlib.denoiser"],

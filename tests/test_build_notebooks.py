@@ -97,3 +97,17 @@ def test_outputs_survive_a_markdown_only_change():
     assert B.keep_outputs(old, new) and new.cells[1].outputs == old.cells[1].outputs
     changed = nb("# new header", "print(2)")
     assert not B.keep_outputs(old, changed) and changed.cells[1].outputs == []
+
+
+def test_carried_widget_outputs_keep_their_own_widget_state():
+    def nb(code, state):
+        out = nbformat.v4.new_notebook()
+        out.cells = [nbformat.v4.new_code_cell(code)]
+        out.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
+        return out
+
+    old = nb("show()", {"learner-run": {}})  # notebooks/: its outputs name the widgets of its own run
+    new = nb("show()", {"solution-run": {}})  # generated from solutions/: the solution run's widgets
+    assert B.keep_outputs(old, new) and new.metadata["widgets"] == old.metadata["widgets"]
+    changed = nb("show(1)", {"solution-run": {}})
+    assert not B.keep_outputs(old, changed) and "widgets" not in changed.metadata  # no outputs, no state

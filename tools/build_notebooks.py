@@ -116,11 +116,14 @@ def keep_outputs(old: nbformat.NotebookNode, new: nbformat.NotebookNode) -> bool
     """Carry the executed outputs of ``old`` into ``new`` when their code cells are identical (only Markdown
     changed, e.g. a header's run-time sentence): the same code gives the same outputs. True if carried."""
     code = [(c.cell_type, c.source if c.cell_type == "code" else None) for c in old.cells]
+    new.metadata.pop("widgets", None)  # the solution's widget state belongs to the solution's outputs, not these
     if code != [(c.cell_type, c.source if c.cell_type == "code" else None) for c in new.cells]:
         return False
     for o, n in zip(old.cells, new.cells, strict=True):
         if n.cell_type == "code":
             n.outputs, n.execution_count = o.outputs, o.execution_count
+    if "widgets" in old.metadata:  # the state the carried widget outputs refer to
+        new.metadata["widgets"] = old.metadata["widgets"]
     return True
 
 
