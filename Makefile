@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 KERNEL := diffusion-course
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800
 
-.PHONY: venv lab test test-gpu unit lint format notebooks timings flashcards site slides doctor instructor-docs clean
+.PHONY: venv lab test test-gpu unit lint format notebooks timings flashcards site slides handouts doctor instructor-docs clean
 
 # The set-up that `make lab` and `make test` share: the venv, the kernel, then JupyterLab opening clean
 # (jupyter/README.md): our settings defaults go to <app dir>/settings/overrides.d/ (no news prompt, no
@@ -56,6 +56,9 @@ site: $(STAMP)  ## the course as an offline static website: build/site/html/inde
 
 slides: $(STAMP)  ## one offline reveal.js deck per notebook: build/slides/NN_name.slides.html
 	$(BIN)/python tools/build_slides.py
+
+handouts: $(STAMP)  ## one printable PDF per notebook from the offline site (math typeset): build/handouts/NN_name.pdf
+	$(BIN)/python tools/build_handouts.py
 
 doctor:  ## pre-workshop check of this machine (QUICK=1 skips the notebook run); reports a missing .venv instead of building it
 	@test -x $(BIN)/python || { echo "FAIL  no .venv -> fix: make venv"; exit 1; }

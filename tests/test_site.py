@@ -340,3 +340,18 @@ def test_slides_deck_in_browser(visit, slides):
     v.page.keyboard.press("ArrowRight")
     v.page.wait_for_function("() => Reveal.getIndices().h === 1")
     assert not v.problems, v.problems
+
+
+def test_a_handout_prints_with_its_math_typeset(site, browser, tmp_path):
+    """`make handouts`: notebook 13's page printed to PDF by the same Chromium (the `browser` fixture skips without it)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_handouts.py"), "--only", "13"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    pdf = ROOT / "build" / "handouts" / "13_interview.pdf"
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-") and len(data) > 20_000 and data.count(b"/Type /Page") >= 3
