@@ -183,16 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/instructors/common-mistakes.md is stale")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if (OUT.read_text() if OUT.exists() else "") != text:
-            print(f"{OUT.relative_to(ROOT)} is out of date: run python tools/common_mistakes.py")
-            return 1
-        return 0
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return workshop_plans.write_or_check(OUT, render(), args.check, "python tools/common_mistakes.py")
 
 
 if __name__ == "__main__":

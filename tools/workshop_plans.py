@@ -524,16 +524,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/instructors/workshops.md is stale")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OUT.read_text() if OUT.exists() else ""
-        if current != text:
-            print(f"{OUT.relative_to(ROOT)} is out of date: run python tools/workshop_plans.py")
+    return write_or_check(OUT, render(), args.check, "python tools/workshop_plans.py")
+
+
+def write_or_check(out: Path, text: str, check: bool, command: str) -> int:
+    """Write a generated page, or with ``check`` only compare: 1 (and say which command regenerates it) if stale."""
+    if check:
+        if (out.read_text() if out.exists() else "") != text:
+            print(f"{out.relative_to(ROOT)} is out of date: run {command}")
             return 1
         return 0
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out.relative_to(ROOT)}")
     return 0
 
 
