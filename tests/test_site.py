@@ -355,3 +355,21 @@ def test_a_handout_prints_with_its_math_typeset(site, browser, tmp_path):
     pdf = ROOT / "build" / "handouts" / "13_interview.pdf"
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF-") and len(data) > 20_000 and data.count(b"/Type /Page") >= 3
+
+
+def test_slide_types_follow_headings_and_an_authors_tags():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_slides
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("## A section"),
+        nbformat.v4.new_markdown_cell("text under it"),
+        nbformat.v4.new_markdown_cell("### A subsection"),
+        nbformat.v4.new_markdown_cell("tagged by the author", metadata={"slideshow": {"slide_type": "fragment"}}),
+        nbformat.v4.new_markdown_cell("## tagged to be left out", metadata={"slideshow": {"slide_type": "skip"}}),
+    ]
+    build_slides.assign_slide_types(nb)
+    kinds = [c.metadata["slideshow"]["slide_type"] for c in nb.cells]
+    assert kinds == ["slide", "-", "subslide", "fragment", "skip"]

@@ -5,8 +5,9 @@ few), with nbconvert's slides exporter and a template that loads reveal.js 4, Ma
 ipywidgets embedder from ``build/slides/_static`` (unpacked from the npm tarballs pinned in
 ``tools/build_site.py``), never from a CDN. Nothing is executed: the decks show the committed outputs.
 
-The notebooks carry no slide metadata; this tool assigns slide types in memory (the files are
-not touched):
+A cell tagged for slides (JupyterLab's property inspector, "Slide Type", i.e. the cell's
+``slideshow.slide_type`` metadata) keeps its type. Untagged cells, which today are all of them,
+get one assigned in memory (the files are not touched):
 
 - a Markdown cell that starts with a ``#`` or ``##`` heading starts a new slide, one that starts
   with ``###`` a new sub-slide (reveal.js's vertical stack, reached with the down arrow);
@@ -139,7 +140,10 @@ def assign_slide_types(nb) -> dict[str, int]:
             else:
                 kind, used = "-", used + height
         else:
-            kind = "skip"
+            kind, height = "skip", 0
+        tagged = cell.metadata.get("slideshow", {}).get("slide_type")
+        if tagged:  # an author's tag (Jupyter's slideshow metadata) wins over the rules above
+            kind, used = tagged, (height if tagged in ("slide", "subslide") else used)
         cell.metadata["slideshow"] = {"slide_type": kind}
         counts[kind] = counts.get(kind, 0) + 1
     return counts
