@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
+from torchvision.utils import make_grid
 
 
 def image_grid(x: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
-    """Tile a batch (B, C, H, W) in [-1, 1] into one (H', W', C) array in [0, 1] for imshow."""
+    """Tile a batch (B, C, H, W) in [-1, 1] into one (H', W', C) array in [0, 1] for imshow.
+
+    Images sit ``pad`` white pixels apart, ``nrow`` to a row, with no border around the grid
+    (torchvision's ``make_grid``, whose outer border is cropped).
+    """
     if x.ndim != 4:
         raise ValueError(f"image_grid expects (B, C, H, W), got shape {tuple(x.shape)}")
-    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)  # (B, H, W, C)
-    B, H, W, C = x.shape
-    ncol = min(nrow, B)
-    nrows = -(-B // ncol)
-    grid = torch.ones(nrows * (H + pad) - pad, ncol * (W + pad) - pad, C)
-    for i in range(B):
-        r, c = divmod(i, ncol)
-        grid[r * (H + pad) : r * (H + pad) + H, c * (W + pad) : c * (W + pad) + W] = x[i]
+    x = (x.detach().float().cpu().clamp(-1, 1) + 1) / 2
+    C = x.shape[1]
+    grid = make_grid(x, nrow=nrow, padding=pad, pad_value=1.0)  # (3 or C, H', W'), a 1-image batch unpadded
+    if len(x) > 1 and pad > 0:
+        grid = grid[:, pad:-pad, pad:-pad]
+    grid = grid[:C].permute(1, 2, 0)  # make_grid repeats a single channel to three
     return grid.squeeze(-1) if C == 1 else grid
 
 
