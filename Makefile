@@ -38,8 +38,13 @@ format: $(STAMP)
 unit: $(STAMP)  ## the fast tests only
 	$(BIN)/pytest -m "not notebooks" -q
 
+# `make test` runs one pytest worker per core (pytest-xdist), each single-threaded, so a 2-core CI machine runs two
+# notebooks at a time; a notebook's nbval cells and a test module stay on one worker (tests/conftest.py).
+# JOBS=1 runs it in one process.
+XDIST = -n $(or $(JOBS),auto) --dist loadscope
+
 test: lint  ## everything: lint, unit tests, solutions/ via papermill, notebooks/ via nbval, at the smoke budget
-	DLIB_BUDGET=smoke $(BIN)/pytest tests notebooks $(NBVAL)
+	DLIB_BUDGET=smoke OMP_NUM_THREADS=1 $(BIN)/pytest $(XDIST) tests notebooks $(NBVAL)
 
 test-gpu: lint  ## the same commands at the gpu budget, on a CUDA machine
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu needs CUDA')"
