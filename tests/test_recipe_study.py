@@ -34,14 +34,21 @@ def quiet(*args):
     pass
 
 
-def test_budget_loop_stops_at_the_budget_and_resumes(tmp_path):
-    entry, budget = rs.Entry("tiny", "a test run"), 2.0
-    first = rs.run_entry(entry, budget, tmp_path, base=TINY, chunk_s=0.4, max_chunks=3, log=quiet)  # "killed"
+@pytest.fixture(scope="module")
+def tiny_pace():
+    """Seconds per step of the tiny run on this machine, now: the budgets below are counted in its steps, so that a
+    slow or busy machine (a CI host, two test workers on one core) gets the same number of steps as a fast one."""
+    return rs.pace(rs.Entry("tiny", "pace"), steps=2, base=TINY, log=quiet)
+
+
+def test_budget_loop_stops_at_the_budget_and_resumes(tmp_path, tiny_pace):
+    entry, budget = rs.Entry("tiny", "a test run"), max(2.0, 40 * tiny_pace)  # 3 chunks take about 13 steps
+    first = rs.run_entry(entry, budget, tmp_path, base=TINY, chunk_s=budget / 5, max_chunks=3, log=quiet)  # "killed"
     assert not first["done"] and first["planned_steps"] == rs.UNBOUNDED  # a constant rate: the budget ends it
     step_1, wall_1 = first["chunks"][-1]["step"], first["chunks"][-1]["wall_s"]
     assert 0 < step_1 and wall_1 < budget
 
-    rec = rs.run_entry(entry, budget, tmp_path, base=TINY, chunk_s=0.4, log=quiet)  # a new call carries on
+    rec = rs.run_entry(entry, budget, tmp_path, base=TINY, chunk_s=budget / 5, log=quiet)  # a new call carries on
     card = json.loads((tmp_path / "tiny" / "card.json").read_text())
     assert rec["done"] and rec["stopped_by"] == "budget"
     steps, walls = [c["step"] for c in rec["chunks"]], [c["wall_s"] for c in rec["chunks"]]
@@ -57,9 +64,9 @@ def test_budget_loop_stops_at_the_budget_and_resumes(tmp_path):
         rs.run_entry(entry, 2 * budget, tmp_path, base=TINY, log=quiet)
 
 
-def test_a_decaying_rate_is_planned_inside_the_warm_up(tmp_path):
-    entry = rs.Entry("tiny-cos", "cosine decay", {"lr_schedule": "cosine"})
-    rec = rs.run_entry(entry, 1.0, tmp_path, base=TINY, chunk_s=0.3, log=quiet)
+def test_a_decaying_rate_is_planned_inside_the_warm_up(tmp_path, tiny_pace):
+    entry, budget = rs.Entry("tiny-cos", "cosine decay", {"lr_schedule": "cosine"}), max(1.0, 25 * tiny_pace)
+    rec = rs.run_entry(entry, budget, tmp_path, base=TINY, chunk_s=0.3 * budget, log=quiet)
     assert rec["probe_start"][0] >= 1 and rec["chunks"][1]["step"] <= TINY.warmup  # timed within the warm-up
     card = json.loads((tmp_path / "tiny-cos" / "card.json").read_text())
     assert rec["done"] and card["config"]["steps"] == rec["planned_steps"] < rs.UNBOUNDED
