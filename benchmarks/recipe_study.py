@@ -144,6 +144,14 @@ STUDY: list[Entry] = [
         {"unet": {"base_channels": 16}, "prediction": "v", "weighting": "min_snr", "snr_gamma": 5.0},
     ),
     Entry("diffusers-peer-width-16", "the peer (the example's defaults) at 16/32/32 channels", {"unet": {"base_channels": 16}}, peer=True),
+    # width-16-min-snr5-v won round two; the example's lr of 1e-4 leaves both peers far behind, so the fair peer
+    # for the pick is the same network size at dlib's learning rate
+    Entry(
+        "diffusers-peer-width-16-lr1e-3",
+        "the peer at 16/32/32 channels and dlib's lr 1e-3, warm-up 200",
+        {"unet": {"base_channels": 16}, "lr": 1e-3, "warmup": 200},
+        peer=True,
+    ),
 ]  # fmt: skip
 ENTRIES = {e.name: e for e in STUDY}
 
@@ -373,11 +381,14 @@ def run_entry(
     """Train ``entry`` until its training loop has run ``budget_s`` seconds of the reference machine; return
     its study record.
 
-    ``pace_factor`` (a number, or a function called once when the run starts) is how many times slower this
-    machine is than the reference: the run's own budget is ``budget_s * pace_factor`` seconds here, fixed in
-    the record when the run starts. The record (``out/NAME/study.json``, written atomically after every chunk) holds the budget, the
-    threads, the probe's seconds per step and the planned steps, one line per chunk (steps, seconds,
-    load average), and ``done``. ``max_chunks`` ends this call early, as a killed process would.
+    ``pace_factor`` (a number, or a function called once per call that trains) is how many times slower this
+    machine is than the reference, now: a training second here counts as ``1 / pace_factor`` seconds of the
+    budget. Every call that trains opens a *segment* of the record, from the training-loop second it resumes at,
+    with its own factor, so a run that a session's end cut short resumes on another host with that host's pace,
+    and the budget still counts reference seconds. The record (``out/NAME/study.json``, written atomically after
+    every chunk) holds the budget, the threads, the segments, the probe's seconds per step and the planned
+    steps, one line per chunk (steps, seconds, load average), and ``done``. ``max_chunks`` ends this call
+    early, as a killed process would.
     """
     run_dir = Path(out) / entry.name
     path = run_dir / "study.json"
@@ -385,12 +396,10 @@ def run_entry(
     if rec is None:
         if (run_dir / "card.json").exists():
             raise SystemExit(f"{run_dir} holds a run without a study record: remove it or use another --out")
-        factor = float(pace_factor() if callable(pace_factor) else pace_factor)
-        rec = {"name": entry.name, "budget_s": budget_s * factor, "threads": threads, "planned_steps": None}
+        rec = {"name": entry.name, "budget_ref_s": budget_s, "threads": threads, "planned_steps": None}
         rec |= {
             "chunks": [],
-            "budget_ref_s": budget_s,
-            "pace_factor": factor,
+            "segments": [],
             "done": False,
             "why": entry.why,
             "changes": entry.changes,
@@ -409,12 +418,34 @@ def run_entry(
         if not mine:
             log(f"{entry.name}: another process is training it, skipped")
             return rec
-        return _run_locked(entry, rec, path, rec["budget_s"], out, base, chunk_s, max_chunks, log)
+        factor = float(pace_factor() if callable(pace_factor) else pace_factor)
+        rec["segments"] = _segments(rec) + [
+            {"from_wall_s": _card(run_dir)[1], "pace_factor": factor, "hardware": checkpoint.hardware()}
+        ]
+        checkpoint.atomic_save_json(rec, path)
+        return _run_locked(entry, rec, path, out, base, chunk_s, max_chunks, log)
 
 
 def _budget_ref(rec: dict) -> float:
     """The run's budget in seconds of the reference machine (records written before pace factors: its own)."""
-    return rec.get("budget_ref_s", rec["budget_s"])
+    return rec.get("budget_ref_s", rec.get("budget_s"))
+
+
+def _segments(rec: dict) -> list[dict]:
+    """The record's segments; a record of a run that never resumed elsewhere (written before segments) has one."""
+    if "segments" in rec:
+        return list(rec["segments"])
+    return [{"from_wall_s": 0.0, "pace_factor": rec.get("pace_factor", 1.0)}] if rec.get("chunks") else []
+
+
+def spent_ref_s(rec: dict, wall_s: float) -> float:
+    """Seconds of the reference machine that ``wall_s`` training-loop seconds of the run are worth: each
+    segment's seconds divided by its host's pace factor."""
+    segs = _segments(rec)
+    ends = [s["from_wall_s"] for s in segs[1:]] + [wall_s]
+    return sum(
+        max(0.0, min(end, wall_s) - s["from_wall_s"]) / s["pace_factor"] for s, end in zip(segs, ends, strict=True)
+    )
 
 
 def machine_pace_factor(steps: int = 8, threads: int = 1, log=print) -> float:
@@ -427,8 +458,11 @@ def machine_pace_factor(steps: int = 8, threads: int = 1, log=print) -> float:
     return factor
 
 
-def _run_locked(entry, rec, path, budget_s, out, base, chunk_s, max_chunks, log) -> dict:
-    chunks_here = 0
+def _run_locked(entry, rec, path, out, base, chunk_s, max_chunks, log) -> dict:
+    chunks_here, factor = 0, rec["segments"][-1]["pace_factor"]
+
+    def left(wall: float) -> float:  # the budget still to spend, in seconds of this machine
+        return (_budget_ref(rec) - spent_ref_s(rec, wall)) * factor
 
     def chunk(steps: int, k: int) -> tuple[int, float]:
         nonlocal chunks_here
@@ -446,7 +480,9 @@ def _run_locked(entry, rec, path, budget_s, out, base, chunk_s, max_chunks, log)
         )
         checkpoint.atomic_save_json(rec, path)
         rate = (card["wall_time_s"] - before[1]) / max(1, card["step"] - before[0])
-        log(f"{entry.name}: step {card['step']}, {card['wall_time_s']:.1f} / {budget_s:.0f} s ({rate:.3f} s/step)")
+        log(
+            f"{entry.name}: step {card['step']}, {card['wall_time_s']:.1f} s, {left(card['wall_time_s']):.0f} s left ({rate:.3f} s/step)"
+        )
         return card["step"], card["wall_time_s"]
 
     if rec["planned_steps"] is None:  # plan the run's length from its first steps, inside the warm-up
@@ -461,25 +497,25 @@ def _run_locked(entry, rec, path, budget_s, out, base, chunk_s, max_chunks, log)
             rec["probe_start"] = [step, wall]
         s0, w0 = rec["probe_start"]
         # the probe spends at most ~10% of the budget (by the first steps' pace), and at least one more step
-        probe = min(limit, s0 + max(1, int(0.1 * budget_s / max(w0 / max(1, s0), 1e-9))))
+        probe = min(limit, s0 + max(1, int(0.1 * left(0.0) / max(w0 / max(1, s0), 1e-9))))
         if step < probe:
             step, wall = chunk(UNBOUNDED, probe - step)
         rate = (wall - w0) / (step - s0) if step > s0 else wall / max(1, step)
         rec["probe_s_per_step"] = rate
-        rec["planned_steps"] = step + max(1, round((budget_s - wall) / rate)) if decays else UNBOUNDED
+        rec["planned_steps"] = step + max(1, round(left(wall) / rate)) if decays else UNBOUNDED
         checkpoint.atomic_save_json(rec, path)
         log(f"{entry.name}: {rate:.3f} s/step, planned {rec['planned_steps']} steps")
     planned, rate = rec["planned_steps"], rec["probe_s_per_step"]
     while True:
         step, wall = _card(path.parent)
-        if step >= planned or budget_s - wall < rate / 2:
+        if step >= planned or left(wall) < rate / 2:
             rec["done"], rec["stopped_by"] = True, "steps" if step >= planned else "budget"
             checkpoint.atomic_save_json(rec, path)
             log(f"{entry.name}: finished, {step} steps in {wall:.1f} s (stopped by the {rec['stopped_by']})")
             return rec
         if max_chunks is not None and chunks_here >= max_chunks:
             return rec
-        k = min(max(1, round((budget_s - wall) / rate)), max(1, int(chunk_s / rate)), planned - step)
+        k = min(max(1, round(left(wall) / rate)), max(1, int(chunk_s / rate)), planned - step)
         new_step, new_wall = chunk(planned, k)
         if new_step > step and new_wall > wall:
             rate = (new_wall - wall) / (new_step - step)  # the latest pace sizes the next chunk
@@ -653,6 +689,12 @@ def _cpu_share(rec: dict) -> float | None:
     return round(sum(c.get("cpu_s", 0.0) for c in rec["chunks"]) / call / rec["threads"], 2) if call else None
 
 
+def _effective_pace(rec: dict, wall_s: float) -> float:
+    """Training-loop seconds here per second of the reference machine, over the whole run (its segments' mix)."""
+    spent = spent_ref_s(rec, wall_s)
+    return round(wall_s / spent, 3) if spent > 0 else 1.0
+
+
 def collect_rows(entries: list[Entry], out: Path) -> list[dict]:
     """One row per entry that has a study record: its progress, and its scores where scored."""
     rows = []
@@ -669,7 +711,8 @@ def collect_rows(entries: list[Entry], out: Path) -> list[dict]:
                 "changes": e.changes,
                 "done": rec["done"],
                 "budget_s": _budget_ref(rec),  # seconds of the reference machine: what the rows compare
-                "pace_factor": rec.get("pace_factor", 1.0),
+                "pace_factor": _effective_pace(rec, card["wall_time_s"]),
+                "pace_factors": [s["pace_factor"] for s in _segments(rec)],  # one per host the run trained on
                 "threads": rec["threads"],
                 "planned_steps": rec["planned_steps"],
                 "steps": card["step"],

@@ -171,21 +171,36 @@ def test_the_cpu_bf16_entry_trains_under_autocast_and_loads_as_a_plain_unet(tmp_
     assert not torch.equal(_weights(a.net), _weights(b.net))  # the same run but for bfloat16 arithmetic
 
 
-def test_the_budget_is_scaled_by_the_machines_pace_and_fixed_when_the_run_starts(tmp_path):
+def test_each_host_counts_its_seconds_at_its_own_pace(tmp_path):
     entry, calls = rs.Entry("tiny", "a test run"), []
 
-    def slower():  # this machine trains twice as slowly as the reference one
+    def host():  # the first call's machine trains twice as slowly as the reference one, the second's four times
         calls.append(1)
-        return 2.0
+        return 2.0 * len(calls)
 
-    first = rs.run_entry(entry, 1.0, tmp_path, base=TINY, pace_factor=slower, chunk_s=0.3, max_chunks=1, log=quiet)
-    assert first["budget_s"] == 2.0 and first["budget_ref_s"] == 1.0 and first["pace_factor"] == 2.0
-    rec = rs.run_entry(entry, 1.0, tmp_path, base=TINY, pace_factor=slower, chunk_s=0.3, log=quiet)  # resumes
-    assert calls == [1]  # timed once, at the start: a resumed run keeps its budget
+    first = rs.run_entry(entry, 1.0, tmp_path, base=TINY, pace_factor=host, chunk_s=0.3, max_chunks=1, log=quiet)
+    w1 = first["chunks"][-1]["wall_s"]
+    assert first["budget_ref_s"] == 1.0 and [s["pace_factor"] for s in first["segments"]] == [2.0]
+    assert not first["done"] and rs.spent_ref_s(first, w1) == pytest.approx(w1 / 2)
+    rec = rs.run_entry(entry, 1.0, tmp_path, base=TINY, pace_factor=host, chunk_s=0.3, log=quiet)  # another host
+    assert [s["pace_factor"] for s in rec["segments"]] == [2.0, 4.0] and rec["segments"][1][
+        "from_wall_s"
+    ] == pytest.approx(w1, abs=1e-3)
     card = json.loads((tmp_path / "tiny" / "card.json").read_text())
-    assert rec["done"] and card["wall_time_s"] > 1.0  # it spent this machine's budget, not the reference's
+    wall, pace = card["wall_time_s"], card["wall_time_s"] / card["step"]
+    spent = rs.spent_ref_s(rec, wall)
+    assert rec["done"] and spent == pytest.approx(w1 / 2 + (wall - w1) / 4, abs=1e-3)
+    assert 1.0 - pace <= spent <= 1.0 + 2 * pace  # the reference budget, spent at each host's own pace
+    assert rs.collect_rows([entry], tmp_path)[0]["pace_factor"] == pytest.approx(wall / spent, abs=1e-3)
+    rs.run_entry(entry, 1.0, tmp_path, base=TINY, pace_factor=host, log=quiet)  # done: skipped, the host not timed
+    assert len(calls) == 2
     with pytest.raises(SystemExit, match="budget"):  # the reference budget is what a folder holds to
         rs.run_entry(entry, 2.0, tmp_path, base=TINY, pace_factor=1.0, log=quiet)
+
+
+def test_a_record_written_before_segments_counts_at_its_one_pace():
+    rec = {"budget_s": 3000.0, "budget_ref_s": 1000.0, "pace_factor": 3.0, "chunks": [{"step": 5, "wall_s": 10.0}]}
+    assert rs.spent_ref_s(rec, 2400.0) == pytest.approx(800.0) and rs._effective_pace(rec, 2400.0) == 3.0
 
 
 def test_the_report_keeps_the_rows_of_earlier_sessions(tmp_path, capsys):
