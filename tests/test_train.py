@@ -98,6 +98,13 @@ def test_resume_with_another_config_is_refused(tmp_path):
         train(tiny(tmp_path, steps=10, lr=0.5), progress=False)
 
 
+def test_resume_may_change_the_precision_and_the_card_says_which_trained(tmp_path):
+    train(tiny(tmp_path, steps=4), progress=False)  # float32 on this host, then bf16 autocast on "another"
+    card = train(tiny(tmp_path, steps=8, amp_cpu=True), progress=False)["card"]
+    assert card["step"] == 8 and card["config"]["amp_cpu"] is True and card["config"]["steps"] == 8
+    assert [h.endswith(", bf16 autocast") for h in card["hardware"]] == [False, True]
+
+
 def test_targets_progressive_and_multiscale_train(tmp_path):
     for kw in (
         dict(prediction="x_0"),

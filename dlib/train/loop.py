@@ -87,12 +87,17 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.copy_(b)
 
 
+# What a resumed run may change: how long it trains, where it is kept, and the precision of its compute
+# (bf16 autocast on a host that has fast bf16, float32 on one without; the weights are float32 either way).
+RESUME_MAY_CHANGE = ("steps", "out_dir", "amp", "amp_cpu")
+
+
 def _resume(cfg: TrainConfig, run_dir: Path, model, ema, opt, gen) -> dict:
     card = checkpoint.load_state(run_dir, model, ema, opt, gen)
-    same = {"steps": card["config"]["steps"], "out_dir": card["config"]["out_dir"]}  # may differ on resume
+    same = {k: card["config"][k] for k in RESUME_MAY_CHANGE if k in card["config"]}
     if config_to_dict(config_from_dict(card["config"])) != config_to_dict(cfg) | same:  # later fields: defaults
         raise ValueError(f"{run_dir} was trained with a different config; use another name or --no-resume")
-    card["config"].update(steps=cfg.steps, out_dir=cfg.out_dir)
+    card["config"].update({k: getattr(cfg, k) for k in RESUME_MAY_CHANGE})
     return card
 
 
@@ -185,10 +190,11 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
     step, start = card["step"], time.perf_counter()
     first = step
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    use_amp = {"cuda": cfg.amp, "cpu": cfg.amp_cpu}.get(device.type, False)  # bf16 compute, float32 weights
     hardware = checkpoint.hardware() + (f", {shard.world} processes (DDP)" if shard.world > 1 else "")
+    hardware += ", bf16 autocast" if use_amp else ""
     if step < end and hardware not in card["hardware"]:  # only hardware that actually trained
         card["hardware"].append(hardware)
-    use_amp = {"cuda": cfg.amp, "cpu": cfg.amp_cpu}.get(device.type, False)  # bf16 compute, float32 weights
     window, window_steps = torch.zeros((), device=device), 0  # the loss summed on the device between logs
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), desc=cfg.name)
     while step < end:
