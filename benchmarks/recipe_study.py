@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from dlib import checkpoint, data
 from dlib.config import build_denoiser, config_from_dict
 from dlib.denoiser import VP, Denoiser
-from dlib.metrics import class_probabilities, extract_features, fid_with_spread
+from dlib.metrics import CONFIDENT, confident_share, extract_features, fid_with_spread
 from dlib.nets import UNetConfig
 from dlib.recipes import RECIPES, TrainConfig
 from dlib.samplers import sample_ddpm, sample_dpm_solver
@@ -70,7 +70,6 @@ UNBOUNDED = 100_000  # `steps` of a run whose learning rate does not decay: the 
 # a 30-minute budget means the work of 30 minutes on the reference machine, wherever it runs.
 REFERENCE_S_PER_STEP = 1799.2434 / 879
 PROBE_STEPS = 20  # steps timed at the start of a run (within its warm-up) to plan its length
-CONFIDENT = 0.9  # a sample counts as a clear digit when the classifier's top probability is at least this
 RUN_FIELDS = dict(ckpt_every=25, log_every=25)  # the study's own: a kill loses at most 25 steps
 
 
@@ -590,7 +589,7 @@ class Scorer:
         fid, spread = fid_with_spread(
             extract_features(self.classifier, images), self.f_test, generator=torch.Generator().manual_seed(0)
         )
-        confident = (class_probabilities(self.classifier, images).max(1).values >= CONFIDENT).float().mean().item()
+        confident = confident_share(self.classifier, images)
         return {"fid": round(fid, 3), "fid_std": round(spread, 3), "confident": round(confident, 4)}
 
 

@@ -150,25 +150,32 @@ def load_ema(run_dir: Path, device: torch.device | str = "cpu") -> tuple[torch.n
     return model.to(device).eval(), sched, card
 
 
+def is_run_folder(name: str | Path) -> bool:
+    """Whether ``name`` is a training run folder (it holds a ``card.json``) rather than a shipped model's name."""
+    return (Path(name) / "card.json").exists()
+
+
+def load_any(name: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Schedule | None, dict]:
+    """A shipped model by name (``load_pretrained``) or the EMA network of a training run folder (``load_ema``):
+    a run in progress is measured, frozen or distilled from exactly as a shipped model is."""
+    return load_ema(Path(name), device) if is_run_folder(name) else load_pretrained(str(name), device)
+
+
 def load_frozen(name: str, device: torch.device | str = "cpu") -> torch.nn.Module:
     """A frozen first stage for another run (``TrainConfig.latent_of``, ``embed_of``): a shipped model by name, or
     the EMA network of a training run folder (``load_ema``), e.g. an autoencoder retrained at the gpu budget."""
-    if (Path(name) / "card.json").exists():
-        return load_ema(Path(name), device)[0]
-    return load_pretrained(name, device)[0]
+    return load_any(name, device)[0]
 
 
 def read_any_card(name: str) -> dict:
     """The card of a shipped model, or of a training run folder (``card.json``)."""
-    path = Path(name) / "card.json"
-    return json.loads(path.read_text()) if path.exists() else read_card(name)
+    return json.loads((Path(name) / "card.json").read_text()) if is_run_folder(name) else read_card(name)
 
 
 def load_denoiser(name: str, device: torch.device | str = "cpu") -> Denoiser:
     """A shipped model or a run folder's EMA as the samplers see it (``config.build_denoiser`` of its card),
     frozen: a distillation's teacher (notebook 12)."""
-    run = (Path(name) / "card.json").exists()
-    model, sched, card = load_ema(Path(name), device) if run else load_pretrained(name, device)
+    model, sched, card = load_any(name, device)
     if card["config"].get("kind", "diffusion") != "diffusion":
         raise ValueError(f"{name} is a {card['config']['kind']}, not a diffusion model: it cannot be a teacher")
     return build_denoiser(config_from_dict(card["config"]), model.requires_grad_(False), sched)

@@ -3,7 +3,10 @@
     python -m dlib.evaluate mnist-classifier          # test accuracy
     python -m dlib.evaluate mnist-noisy-classifier    # test accuracy on x_t at several noise levels t
     python -m dlib.evaluate mnist-unet --n 1000       # classifier-feature FID of DDPM samples vs the test set,
-                                                      # next to the real-vs-real floor measured the same way
+                                                      # next to the real-vs-real floor measured the same way;
+                                                      # the confident share (and the test images'), class shares
+    python -m dlib.evaluate training/mnist-unet       # a run in progress, at its last checkpoint (any kind above
+                                                      # that samples): kept in training/mnist-unet/evaluations.json
     python -m dlib.evaluate mnist-cond-unet           # classifier-free guidance sweep over w: share of samples
                                                       # classified as the requested class, and FID
     python -m dlib.evaluate mnist-text-unet           # held-out paraphrase prompts, scored by the classifier
@@ -18,14 +21,17 @@
     python -m dlib.evaluate fsdd-mel-unet             # label -> speech: guidance sweep through the vocoder (09)
 
 Every number in a card comes from this command; the card records the command's settings,
-wall time and hardware.
+wall time and hardware. A training run folder (``python -m dlib.train --out-dir DIR``) is measured the
+same way, without touching ``data/models``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -39,7 +45,10 @@ from dlib.evaluate_latent import evaluate_autoencoder, evaluate_contrastive, eva
 from dlib.generate import image_shape
 from dlib.guidance import guided_samples
 from dlib.metrics import (
+    CONFIDENT,
+    class_shares,
     classifier_fid,
+    confident_share,
     noisy_test_accuracy,
     predictions,
     share_as_requested,
@@ -52,7 +61,7 @@ FLOW_STEPS = 50  # Euler steps for a flow model's FID (python -m dlib.evaluate -
 
 
 def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batch: int, seed: int) -> dict:
-    model, sched, card = load_pretrained(name)
+    model, sched, card = checkpoint.load_any(name)
     classifier, _, _ = load_pretrained(classifier_name)
     cfg = card["config"]
     gen = torch.Generator().manual_seed(seed)
@@ -85,14 +94,23 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
     grid = image_grid(x_gen[:64], nrow=8)
     import matplotlib.pyplot as plt
 
-    plt.imsave(data.data_dir() / "models" / f"{name}-samples.png", grid.numpy(), cmap="gray", vmin=0, vmax=1)
-    checkpoint.relist(data.data_dir(), [f"models/{name}-samples.png"])
+    if checkpoint.is_run_folder(name):  # a run in progress: its grid beside its checkpoints, at its step
+        plt.imsave(Path(name) / f"evaluated-{card['step']:07d}.png", grid.numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        plt.imsave(data.data_dir() / "models" / f"{name}-samples.png", grid.numpy(), cmap="gray", vmin=0, vmax=1)
+        checkpoint.relist(data.data_dir(), [f"models/{name}-samples.png"])
+    test_idx = torch.randperm(len(x_test), generator=gen)[:n]
     return {
         "fid_classifier": classifier_fid(classifier, x_gen, x_test),
         "fid_floor_train_vs_test": classifier_fid(classifier, x_train[floor_idx], x_test),
+        "confident_share": round(confident_share(classifier, x_gen), 4),
+        "confident_share_test": round(confident_share(classifier, x_test[test_idx]), 4),
+        "class_shares": [round(c, 4) for c in class_shares(classifier, x_gen)],
         "fid_settings": (
             f"{n} samples vs the {len(x_test)} {cfg['dataset']} test images, features: {classifier_name} penultimate layer; "
-            f"floor: {n} random training images vs the same test images; sampler: {how}, seed {seed}"
+            f"floor: {n} random training images vs the same test images; sampler: {how}, seed {seed}; "
+            f"confident: the classifier's top probability >= {CONFIDENT} (of the samples, and of {n} random test "
+            f"images); class shares: the samples' predicted classes 0..9"
         ),
     }
 
@@ -103,7 +121,7 @@ GUIDANCE_WS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 def guidance_sweep(name: str, classifier_name: str, ws, n_per_class: int, steps: int, seed: int) -> dict:
     """For each w: share of guided samples the classifier assigns to the requested class, and their
     classifier-feature FID against the test set. Every w starts from the same noise (seed)."""
-    model, sched, card = load_pretrained(name)
+    model, sched, card = checkpoint.load_any(name)
     classifier, _, _ = load_pretrained(classifier_name)
     x_test, _ = data.load_images(card["config"]["dataset"], "test")
     labels = torch.arange(10).repeat_interleave(n_per_class)
@@ -131,7 +149,7 @@ def text_prompt_scores(name: str, classifier_name: str, w: float, n_per_prompt: 
     from dlib.captions import DIGITS, HELD_OUT, TRAINING_WORDING
     from dlib.text import TextEncoder
 
-    model, sched, card = load_pretrained(name)
+    model, sched, card = checkpoint.load_any(name)
     classifier, _, _ = load_pretrained(classifier_name)
     encoder = TextEncoder()
     sets = {"held_out": list(HELD_OUT[card["config"]["dataset"]])}
@@ -174,7 +192,7 @@ def evaluate_editing(name: str, classifier_name: str, n: int, steps: int, seed: 
     Inpainting, per preset mask: the classifier's agreement with the original digit, the excess seam (seam of the
     output minus the original's) and the mean |error| on the known pixels, beside replacement with the base model.
     ControlNet: the IoU of each sample's edge map with its control, with the control and without it (the base)."""
-    model, sched, card = load_pretrained(name)
+    model, sched, card = checkpoint.load_any(name)
     classifier = load_pretrained(classifier_name)[0]
     x, y = data.load_images(card["config"]["dataset"], "test", limit=n)
 
@@ -235,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    card = checkpoint.read_card(args.name)
+    card = checkpoint.read_any_card(args.name)
     cfg = card["config"]
     if cfg["dataset"].startswith("fsdd"):  # notebook 09's spoken digits
         clf, ws = args.classifier or "fsdd-classifier", [float(w) for w in args.ws.split(",")]
@@ -276,7 +294,17 @@ def main(argv: list[str] | None = None) -> None:
         else:
             metrics = evaluate_diffusion(args.name, clf, args.n, args.steps, args.batch, args.seed)
     metrics |= {"eval_wall_time_s": round(time.perf_counter() - start, 1), "eval_hardware": checkpoint.hardware()}
-    checkpoint.update_card(args.name, {"metrics": card.get("metrics", {}) | metrics})
+    if checkpoint.is_run_folder(args.name):  # a run in progress: kept beside it, one entry per evaluation
+        path = Path(args.name) / "evaluations.json"
+        done = json.loads(path.read_text()) if path.exists() else []
+        entry = {
+            "step": card["step"],
+            "state_sha256": card["state_sha256"],
+            "command": " ".join(["python -m dlib.evaluate", *(sys.argv[1:] if argv is None else argv)]),
+        }
+        checkpoint.atomic_save_json(done + [entry | metrics], path)
+    else:
+        checkpoint.update_card(args.name, {"metrics": card.get("metrics", {}) | metrics})
     print(json.dumps(metrics, indent=1))
 
 

@@ -61,6 +61,7 @@ def test_guidance_sweep_and_prompt_scores_report_every_setting(monkeypatch):
         "clf": (lambda x: torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float(), None, {}),
     }
     monkeypatch.setattr(evaluate, "load_pretrained", lambda name: models[name])
+    monkeypatch.setattr(evaluate.checkpoint, "load_any", lambda name: models[name])
     monkeypatch.setattr(evaluate, "classifier_fid", lambda clf, a, b: 1.0)
     monkeypatch.setattr(data, "load_images", lambda dataset, split: (torch.zeros(8, 1, 28, 28), torch.zeros(8)))
     out = evaluate.guidance_sweep("cond", "clf", [0.0, 2.0], n_per_class=1, steps=2, seed=0)["guidance_sweep"]
@@ -72,3 +73,26 @@ def test_guidance_sweep_and_prompt_scores_report_every_setting(monkeypatch):
     expected = sum(d == 3 for _, d in HELD_OUT["mnist"]) / len(HELD_OUT["mnist"])
     assert abs(scores["held_out"]["share_as_requested"] - expected) < 1e-4
     assert scores["training_wording"]["share_as_requested"] == 0.1
+
+
+def test_a_run_in_progress_is_measured_beside_its_checkpoints(tmp_path):
+    """`python -m dlib.evaluate RUN_DIR`: the run's EMA at its last checkpoint, scored as a shipped model is
+    (FID and its floor, the confident share beside the test images', class shares), kept in the run folder."""
+    import dataclasses
+    import json
+
+    from dlib.recipes import RECIPES
+    from dlib.train import train
+
+    train(dataclasses.replace(RECIPES["mnist-tiny"], out_dir=str(tmp_path), steps=2), progress=False)
+    run = tmp_path / "mnist-tiny"
+    manifest = (data.data_dir() / "MANIFEST.sha256").read_bytes()
+    evaluate.main([str(run), "--n", "200", "--steps", "3", "--batch", "200"])
+    done = json.loads((run / "evaluations.json").read_text())
+    assert [e["step"] for e in done] == [2] and done[0]["command"].startswith("python -m dlib.evaluate ")
+    m = done[0]
+    assert abs(sum(m["class_shares"]) - 1) < 1e-3 and len(m["class_shares"]) == 10
+    assert 0 <= m["confident_share"] <= 1 and m["confident_share_test"] > 0.9  # real digits are clear digits
+    assert m["fid_classifier"] > m["fid_floor_train_vs_test"]  # two steps of training: far from the data
+    assert (run / "evaluated-0000002.png").exists()
+    assert (data.data_dir() / "MANIFEST.sha256").read_bytes() == manifest  # data/models untouched

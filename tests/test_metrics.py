@@ -401,3 +401,16 @@ def test_nb10_catalogues_recognise_their_mistakes():
     real = torch.cat([torch.randn(20, 3, generator=gen), torch.randn(10, 3, generator=gen) * 3 + 4])
     pr_cases = [dict(features_real=real, features_gen=torch.randn(25, 3, generator=gen) * 1.5 + 1, k=3)]
     assert_catalogue_recognised(nb10.precision_recall["reference"], pr_cases, nb10.precision_recall["mistakes"])
+
+
+def test_confident_share_and_class_shares_on_a_known_classifier():
+    """Logits chosen so the top probability is known: 0.9 counts as confident (>=), 0.8 does not."""
+    from dlib.metrics import class_shares, confident_share
+
+    probs = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.0, 0.05, 0.95], [0.0, 0.0, 1.0]])
+    logits = probs.clamp_min(1e-12).log()
+    classifier = lambda x: logits[x.flatten(1)[:, 0].long()]  # noqa: E731  image i -> row i
+    images = torch.arange(4.0).reshape(4, 1, 1, 1)
+    assert confident_share(classifier, images) == 0.75
+    assert confident_share(classifier, images, threshold=0.96) == 0.25
+    assert class_shares(classifier, images, num_classes=3) == [0.25, 0.25, 0.5]

@@ -8,15 +8,19 @@
     kid          kid, KID, mmd2_unbiased, polynomial_kernel    KID (Binkowski et al. 2018)
     manifold     precision_recall, density_coverage, knn_radii    Kynkaanniemi et al. 2019; Naeem et al. 2020
     scores       inception_score, clip_score    Salimans et al. 2016; Hessel et al. 2021
-    accuracy     class_probabilities, predictions, share_as_requested, test_accuracy, noisy_test_accuracy
+    accuracy     class_probabilities, predictions, share_as_requested, confident_share, class_shares,
+                 test_accuracy, noisy_test_accuracy
 
 Images are dlib's (N, C, H, W) floats in [-1, 1]; features are (N, D) floats, one row per image.
 A metric is comparable only with the same metric computed by the same extractor, preprocessing and N.
 """
 
 from dlib.metrics.accuracy import (
+    CONFIDENT,
     NOISY_ACCURACY_TS,
     class_probabilities,
+    class_shares,
+    confident_share,
     noisy_test_accuracy,
     predictions,
     share_as_requested,
@@ -47,6 +51,7 @@ from dlib.metrics.manifold import density_coverage, knn_radii, precision_recall
 from dlib.metrics.scores import clip_score, inception_score
 
 __all__ = [
+    "CONFIDENT",
     "INCEPTION_DIM",
     "INCEPTION_PREPROCESSING",
     "KID",
@@ -56,9 +61,11 @@ __all__ = [
     "check_images",
     "check_same_width",
     "class_probabilities",
+    "class_shares",
     "classifier_extractor",
     "classifier_fid",
     "clip_score",
+    "confident_share",
     "dataset_features",
     "density_coverage",
     "extract_features",

@@ -38,6 +38,20 @@ def share_as_requested(classifier: ClassifierFn, images: torch.Tensor, labels: t
     return (predictions(classifier, images) == labels.to(images.device)).float().mean().item()
 
 
+CONFIDENT = 0.9  # an image counts as clearly drawn when the classifier's top probability is at least this
+
+
+def confident_share(classifier: ClassifierFn, images: torch.Tensor, threshold: float = CONFIDENT) -> float:
+    """The share of images whose most probable class has probability >= ``threshold``: how many samples are
+    clearly some class (malformed digits fall below it; quote the share of real test images beside it)."""
+    return (class_probabilities(classifier, images).max(1).values >= threshold).float().mean().item()
+
+
+def class_shares(classifier: ClassifierFn, images: torch.Tensor, num_classes: int = 10) -> list[float]:
+    """The share of images the classifier assigns to each class, (K,) as a list: mode coverage of samples."""
+    return (torch.bincount(predictions(classifier, images).cpu(), minlength=num_classes) / len(images)).tolist()
+
+
 def test_accuracy(model: ClassifierFn, dataset: str, pad_to_32: bool = False) -> float:
     """Accuracy of a clean-image classifier on the shipped test split of ``dataset``."""
     return share_as_requested(model, *data.load_images(dataset, "test", pad_to_32=pad_to_32))
