@@ -33,7 +33,7 @@ LAYERS = [
     ["dlib.guidance"],
     ["dlib.metrics", "dlib.pipelines", "dlib.editing", "dlib.rectified"],
     ["dlib.exercises.catalogues", "dlib.generate"],
-    ["dlib.evaluate_latent", "dlib.evaluate_audio"],
+    ["dlib.evaluate_latent", "dlib.evaluate_audio", "dlib.evaluate_guidance"],
     ["dlib.evaluate", "dlib.train.__main__", "dlib"],
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}

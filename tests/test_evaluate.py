@@ -1,6 +1,6 @@
 import torch
 
-from dlib import data, evaluate, guidance, schedules
+from dlib import data, evaluate, evaluate_guidance, guidance, schedules
 
 
 def _small_unet(**kw):
@@ -60,13 +60,13 @@ def test_guidance_sweep_and_prompt_scores_report_every_setting(monkeypatch):
         ),
         "clf": (lambda x: torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float(), None, {}),
     }
-    monkeypatch.setattr(evaluate, "load_pretrained", lambda name: models[name])
-    monkeypatch.setattr(evaluate.checkpoint, "load_any", lambda name: models[name])
-    monkeypatch.setattr(evaluate, "classifier_fid", lambda clf, a, b: 1.0)
+    monkeypatch.setattr(evaluate_guidance, "load_pretrained", lambda name: models[name])
+    monkeypatch.setattr(evaluate_guidance.checkpoint, "load_any", lambda name: models[name])
+    monkeypatch.setattr(evaluate_guidance, "classifier_fid", lambda clf, a, b: 1.0)
     monkeypatch.setattr(data, "load_images", lambda dataset, split: (torch.zeros(8, 1, 28, 28), torch.zeros(8)))
-    out = evaluate.guidance_sweep("cond", "clf", [0.0, 2.0], n_per_class=1, steps=2, seed=0)["guidance_sweep"]
+    out = evaluate_guidance.guidance_sweep("cond", "clf", [0.0, 2.0], n_per_class=1, steps=2, seed=0)["guidance_sweep"]
     assert out["w"] == [0.0, 2.0] and out["share_as_requested"] == [0.1, 0.1]  # always answers 3: one class in ten
-    scores = evaluate.text_prompt_scores("text", "clf", 3.0, n_per_prompt=1, steps=2, seed=0)["text_prompts"]
+    scores = evaluate_guidance.text_prompt_scores("text", "clf", 3.0, n_per_prompt=1, steps=2, seed=0)["text_prompts"]
     from dlib.captions import HELD_OUT
 
     assert len(scores["held_out"]["per_prompt"]) == len(HELD_OUT["mnist"])
