@@ -120,6 +120,7 @@ def evaluate_editing(name: str, classifier_name: str, n: int, steps: int, seed: 
     output minus the original's) and the mean |error| on the known pixels, beside replacement with the base model.
     ControlNet: the IoU of each sample's edge map with its control, with the control and without it (the base)."""
     model, sched, card = checkpoint.load_any(name)
+    den = build_denoiser(config_from_dict(card["config"]), model, sched)  # read as its card's prediction says
     classifier = load_pretrained(classifier_name)[0]
     x, y = data.load_images(card["config"]["dataset"], "test", limit=n)
 
@@ -137,18 +138,20 @@ def evaluate_editing(name: str, classifier_name: str, n: int, steps: int, seed: 
     def gen() -> torch.Generator:
         return torch.Generator().manual_seed(seed + 1)
 
+    base, _, base_card = checkpoint.load_any(card["config"]["base_of"])  # the U-Net it was fine-tuned from / steers
     if card["config"]["edit"] == "inpaint":
-        out, base = {}, load_pretrained(card["config"]["base_of"])[0]  # the U-Net it was fine-tuned from
+        out, base_den = {}, build_denoiser(config_from_dict(base_card["config"]), base, sched)
         for kind in PRESETS:
             m = preset_mask(kind)
             out[kind] = {
-                "trained": scores(sample_ddpm(model, noise(), sched, steps, generator=gen(), mask=m, known=x), m),
-                "replacement": scores(sample_inpaint(base, x, m, sched, steps, generator=gen()), m),
+                "trained": scores(sample_ddpm(den, noise(), None, steps, generator=gen(), mask=m, known=x), m),
+                "replacement": scores(sample_inpaint(base_den, x, m, None, steps, generator=gen()), m),
             }
-    else:
+    else:  # the ControlNet's own frozen copy of the base, read as the base's card says
+        frozen = build_denoiser(config_from_dict(base_card["config"]), model.base, sched)
         out = {
-            "with_control": scores(sample_ddpm(model, noise(), sched, steps, generator=gen(), control=edge_map(x))),
-            "without_control": scores(sample_ddpm(model.base, noise(), sched, steps, generator=gen())),
+            "with_control": scores(sample_ddpm(den, noise(), None, steps, generator=gen(), control=edge_map(x))),
+            "without_control": scores(sample_ddpm(frozen, noise(), None, steps, generator=gen())),
         }
     return {"editing": out, "editing_settings": f"the first {n} test images, DDPM {steps} steps, seed {seed}"}
 

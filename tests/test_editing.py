@@ -17,6 +17,7 @@ from dlib.nets import UNet, UNetConfig
 from dlib.nets.editing import ControlNet, InpaintingUNet
 from dlib.recipes import RECIPES
 from dlib.train import train
+from dlib.train.loop import same_process
 from dlib.utils import CountCalls
 
 TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,))
@@ -159,6 +160,23 @@ def test_training_the_tiny_recipes(tmp_path):
     with torch.no_grad():
         eps = loaded(x, torch.tensor([10, 500]), mask=preset_mask("centre"), known=x)
     assert eps.shape == x.shape and torch.isfinite(eps).all()
+
+
+def test_an_edit_recipe_must_predict_what_its_base_predicts(tmp_path):
+    """inpaint-tiny on a base trained for v (a run folder whose card says so): refused before any step, naming the
+    field, the base's value and the recipe's; the same recipe on a base that matches is accepted by the check."""
+    base_card = checkpoint.read_card("mnist-unet")
+    bad = dataclasses.replace(
+        RECIPES["inpaint-tiny"], prediction="v" if base_card["config"]["prediction"] != "v" else "eps"
+    )
+    with pytest.raises(
+        ValueError, match=r"builds on mnist-unet, which was trained with prediction '\w+' \(recipe: '\w+'\)"
+    ):
+        train(dataclasses.replace(bad, out_dir=str(tmp_path)), progress=False)
+    assert not (tmp_path / "inpaint-tiny").exists()  # refused before a checkpoint was written
+    same_process(RECIPES["inpaint-tiny"], base_card["config"], "mnist-unet")  # the shipped pair matches
+    with pytest.raises(ValueError, match="schedule 'linear' \\(recipe: 'cosine'\\)"):
+        same_process(dataclasses.replace(RECIPES["inpaint-tiny"], schedule="cosine"), base_card["config"], "mnist-unet")
 
 
 # --- InpaintingUNet ---

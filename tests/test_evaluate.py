@@ -96,3 +96,40 @@ def test_a_run_in_progress_is_measured_beside_its_checkpoints(tmp_path):
     assert m["fid_classifier"] > m["fid_floor_train_vs_test"]  # two steps of training: far from the data
     assert (run / "evaluated-0000002.png").exists()
     assert (data.data_dir() / "MANIFEST.sha256").read_bytes() == manifest  # data/models untouched
+
+
+def test_editing_measures_read_every_network_as_its_own_card_says(monkeypatch):
+    """evaluate_editing hands the samplers Denoisers built from each card (the edit model's, and its base's for
+    replacement and for the ControlNet's frozen copy), never a bare network that a sampler would read as eps."""
+    from dlib.denoiser import Denoiser
+
+    sched = schedules.linear(1000)
+    unet = {"base_channels": 8, "channel_mults": [1, 2], "attention_levels": [1]}
+    cards = {
+        "base": {"config": {"prediction": "v", "dataset": "mnist", "unet": unet}},
+        "inpaint": {
+            "config": {"prediction": "v", "edit": "inpaint", "base_of": "base", "dataset": "mnist", "unet": unet}
+        },
+        "control": {
+            "config": {"prediction": "x_0", "edit": "control", "base_of": "base", "dataset": "mnist", "unet": unet}
+        },
+    }
+    control = torch.nn.Module()
+    control.base = torch.nn.Identity()
+    nets = {"base": torch.nn.Identity(), "inpaint": torch.nn.Identity(), "control": control}
+    seen = []
+
+    def sampler(model, x, *args, **kw):
+        seen.append((model.net, model.prediction) if isinstance(model, Denoiser) else (model, "a bare network"))
+        return x.clamp(-1, 1)
+
+    monkeypatch.setattr(evaluate.checkpoint, "load_any", lambda name: (nets[name], sched, cards[name]))
+    monkeypatch.setattr(evaluate, "load_pretrained", lambda name: (lambda x: torch.zeros(len(x), 10), None, {}))
+    monkeypatch.setattr(data, "load_images", lambda dataset, split, limit: (torch.zeros(2, 1, 28, 28), torch.zeros(2)))
+    monkeypatch.setattr(evaluate, "sample_ddpm", sampler)
+    monkeypatch.setattr(evaluate, "sample_inpaint", sampler)
+    evaluate.evaluate_editing("inpaint", "clf", 2, 3, 0)
+    assert set(seen) == {(nets["inpaint"], "v"), (nets["base"], "v")}
+    seen.clear()
+    evaluate.evaluate_editing("control", "clf", 2, 3, 0)
+    assert seen == [(control, "x_0"), (control.base, "v")]

@@ -9,8 +9,9 @@
   hint network, and zero-initialised 1x1 convolutions that add the copy's features to the base's
   skip connections and middle. At initialisation the output equals the base's exactly.
 
-Both keep the denoiser contract ``model(x_t, t, y=None, ..., **edit) -> eps_hat`` and are the
-base model when called without their extra inputs.
+Both keep the network contract ``model(x_t, t, y=None, ..., **edit)`` -> the base's output (eps, v or x_0 as the
+card's ``prediction`` says: an edit model must predict what its base predicts, which training checks) and are
+the base model when called without their extra inputs.
 """
 
 from __future__ import annotations

@@ -92,6 +92,19 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 RESUME_MAY_CHANGE = ("steps", "out_dir", "amp", "amp_cpu")
 
 
+BASE_MUST_MATCH = ("prediction", "schedule", "T")
+
+
+def same_process(cfg: TrainConfig, base_config: dict, base_of: str) -> None:
+    """An edit model (notebook 08) fine-tunes or steers its base, so it must predict what the base predicts on the
+    base's schedule: an eps target on a v base trains and samples without an error, into garbage."""
+    base = config_from_dict(base_config)  # an older card: missing fields take their defaults
+    differ = {k: (getattr(base, k), getattr(cfg, k)) for k in BASE_MUST_MATCH if getattr(base, k) != getattr(cfg, k)}
+    if differ:
+        said = ", ".join(f"{k} {b!r} (recipe: {c!r})" for k, (b, c) in differ.items())
+        raise ValueError(f"{cfg.name} builds on {base_of}, which was trained with {said}: set the recipe's to match")
+
+
 def _resume(cfg: TrainConfig, run_dir: Path, model, ema, opt, gen) -> dict:
     card = checkpoint.load_state(run_dir, model, ema, opt, gen)
     same = {k: card["config"][k] for k in RESUME_MAY_CHANGE if k in card["config"]}
@@ -153,7 +166,9 @@ def _train(cfg, shard, device, resume, stop_after, on_sample, sample_every, prog
         raise ValueError(f"{what} have {image_shape[0]} channels but unet.in_channels is {cfg.unet.in_channels}")
     net = build_model(cfg, image_shape).to(device)
     if cfg.base_of:  # notebook 08: start from a trained U-Net (resuming below overwrites this)
-        net.load_base(checkpoint.load_frozen(cfg.base_of, device))
+        base, _, base_card = checkpoint.load_any(cfg.base_of, device)
+        same_process(cfg, base_card["config"], cfg.base_of)
+        net.load_base(base)
     if cfg.reflow_of:  # notebook 11: reflow starts from the flow model whose pairs it trains on (Liu et al. 2023)
         net.load_state_dict(checkpoint.load_frozen(cfg.reflow_of, device).state_dict())
     teacher = checkpoint.load_denoiser(cfg.teacher_of, device) if cfg.teacher_of else None  # notebook 12, frozen
