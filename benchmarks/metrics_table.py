@@ -16,8 +16,10 @@ Each row draws n samples with ``dlib.generate.generate`` (batch b from seed b) a
   contrastive model of the dataset (mnist-clip or fashion-clip).
 
 The rows "real/mnist" and "real/fashion" are n training images scored the same way: the floors. Samples and
-scores are cached per row in build/metrics_table/ (a killed run resumes); the table goes to
-benchmarks/results/metrics_table-<device>.json with the settings, wall times and hardware.
+scores are cached per row in build/metrics_table/ (a killed run resumes), keyed by the first 12 hex digits of
+the weights' sha256 of every shipped model the row's samples come from (``row_models``), so that a retrained
+model is sampled and scored afresh; the table goes to benchmarks/results/metrics_table-<device>.json with the
+settings, wall times and hardware.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from pathlib import Path
 import torch
 
 from dlib import data, metrics
-from dlib.checkpoint import hardware, load_pretrained
-from dlib.generate import Generated, class_prompts, generate
+from dlib.checkpoint import hardware, load_pretrained, read_card
+from dlib.generate import Generated, class_prompts, generate, kind_of
 from dlib.text import TextEncoder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,12 +65,28 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
 }
 
 
+def row_models(row: str) -> list[str]:
+    """The shipped models a row's samples come from: its model, the prior ``generate`` pairs an unCLIP decoder
+    with, and the first stages their cards name (``latent_of``, ``embed_of``); none for real images."""
+    model = ROWS[row][1]
+    if model is None:
+        return []
+    names = [model]
+    if kind_of(read_card(model)) == "unclip":
+        names.append(model.replace("decoder", "prior"))  # as generate() picks it
+    for name in names:  # grows while it runs: the first stages' own links are followed too
+        cfg = read_card(name)["config"]
+        names += [cfg[k] for k in ("latent_of", "embed_of") if cfg.get(k) and cfg[k] not in names]
+    return names
+
+
 def _cached(row: str, n: int, seed: int, suffix: str) -> Path:
-    return CACHE / f"{row.replace('/', '--')}-n{n}-seed{seed}{suffix}"
+    weights = "".join(f"-{read_card(name)['weights_sha256'][:12]}" for name in row_models(row))
+    return CACHE / f"{row.replace('/', '--')}{weights}-n{n}-seed{seed}{suffix}"
 
 
 def samples(row: str, n: int, seed: int) -> Generated:
-    """The row's n samples, from build/metrics_table/ if drawn before (same n and seed)."""
+    """The row's n samples, from build/metrics_table/ if drawn before (same n, seed and weights)."""
     dataset, model, kw = ROWS[row]
     path = _cached(row, n, seed, ".pt")
     if path.exists():

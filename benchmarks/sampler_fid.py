@@ -3,8 +3,10 @@
 Draws n samples from the shipped MNIST model with each sampler from the same starting noise
 (chunk c of the run uses x_T from seed ``seed + c``), scores each set with the classifier-feature
 FID against the 10,000 MNIST test images, and reports FID against the number of network calls
-(NFE). The reference is ancestral DDPM with all T = 1000 steps. Samples are cached per chunk in
-build/sampler_fid/ so that a killed run resumes where it stopped.
+(NFE). The reference is ancestral DDPM with all T = 1000 steps. The network is read through the
+parameterisation its card names (eps, x_0 or v: ``config.build_denoiser``). Samples are cached per chunk
+in build/sampler_fid/<first 12 hex digits of the weights' sha256>/ so that a killed run resumes where it
+stopped, and a retrained model never reads the samples of the one before.
 
     python benchmarks/sampler_fid.py                      # n = 500, the headline numbers
     python benchmarks/sampler_fid.py --n 200 --chunk 100  # a quicker, noisier look
@@ -24,23 +26,26 @@ import torch
 
 from dlib import data, samplers
 from dlib.checkpoint import hardware, load_pretrained
+from dlib.config import build_denoiser, config_from_dict
 from dlib.metrics import extract_features, fid_with_spread
+from dlib.utils import CountCalls
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "sampler_fid"
 
 
-# family -> (network calls for a given number of steps, the call). Steps are chosen per family so
-# that the families meet at about 10, 20 and 50 network calls.
+# family -> (network calls for a given number of steps, the call on a Denoiser, which knows its
+# process: no schedule). Steps are chosen per family so that the families meet at about 10, 20 and 50
+# network calls.
 FAMILIES = {
-    "ddpm": (lambda n: n, lambda m, x, s, n, g: samplers.sample_ddpm(m, x, s, n, generator=g)),
-    "ddim": (lambda n: n, lambda m, x, s, n, g: samplers.sample_ddim(m, x, s, n, generator=g)),
-    "euler": (lambda n: n, lambda m, x, s, n, g: samplers.sample_euler(m, x, s, n, generator=g)),
-    "euler-churn10": (lambda n: n, lambda m, x, s, n, g: samplers.sample_euler(m, x, s, n, s_churn=10.0, generator=g)),
-    "heun": (lambda n: 2 * n - 1, lambda m, x, s, n, g: samplers.sample_heun(m, x, s, n, generator=g)),
-    "dpm2": (lambda n: 2 * n - 1, lambda m, x, s, n, g: samplers.sample_dpm_solver(m, x, s, n, order=2, plus=False)),
-    "dpm++2m": (lambda n: n, lambda m, x, s, n, g: samplers.sample_dpm_solver(m, x, s, n, order=2)),
-    "dpm++3m": (lambda n: n, lambda m, x, s, n, g: samplers.sample_dpm_solver(m, x, s, n, order=3)),
+    "ddpm": (lambda n: n, lambda d, x, n, g: samplers.sample_ddpm(d, x, None, n, generator=g)),
+    "ddim": (lambda n: n, lambda d, x, n, g: samplers.sample_ddim(d, x, None, n, generator=g)),
+    "euler": (lambda n: n, lambda d, x, n, g: samplers.sample_euler(d, x, None, n, generator=g)),
+    "euler-churn10": (lambda n: n, lambda d, x, n, g: samplers.sample_euler(d, x, None, n, s_churn=10.0, generator=g)),
+    "heun": (lambda n: 2 * n - 1, lambda d, x, n, g: samplers.sample_heun(d, x, None, n, generator=g)),
+    "dpm2": (lambda n: 2 * n - 1, lambda d, x, n, g: samplers.sample_dpm_solver(d, x, None, n, order=2, plus=False)),
+    "dpm++2m": (lambda n: n, lambda d, x, n, g: samplers.sample_dpm_solver(d, x, None, n, order=2)),
+    "dpm++3m": (lambda n: n, lambda d, x, n, g: samplers.sample_dpm_solver(d, x, None, n, order=3)),
 }
 STEPS = {
     "ddpm": [10, 20, 50],
@@ -55,38 +60,39 @@ STEPS = {
 
 
 def sampler_runs() -> dict[str, tuple[int, object]]:
-    """name -> (network calls per sample, fn(model, x_T, sched, generator) -> x_0)."""
-    runs = {"ddpm-1000": (1000, lambda m, x, s, g: samplers.sample_ddpm(m, x, s, None, generator=g))}
+    """name -> (network calls per sample, fn(denoiser, x_T, generator) -> x_0)."""
+    runs = {"ddpm-1000": (1000, lambda d, x, g: samplers.sample_ddpm(d, x, None, None, generator=g))}
     for family, (nfe, call) in FAMILIES.items():
         for n in STEPS[family]:
-            runs[f"{family}-{n}"] = (nfe(n), lambda m, x, s, g, n=n, call=call: call(m, x, s, n, g))
-    runs["pf_ode-rk45"] = (None, lambda m, x, s, g: samplers.sample_pf_ode(m, x, s, rtol=1e-4, atol=1e-4))
+            runs[f"{family}-{n}"] = (nfe(n), lambda d, x, g, n=n, call=call: call(d, x, n, g))
+    runs["pf_ode-rk45"] = (None, lambda d, x, g: samplers.sample_pf_ode(d, x, rtol=1e-4, atol=1e-4))
     return runs
 
 
-def samples_for(name, fn, model, sched, n, chunk, seed, shape, device) -> tuple[torch.Tensor, float]:
-    """(n samples, network calls per sample), cached per chunk under build/sampler_fid/<name>/."""
+def chunk_path(card: dict, name: str, seed: int, chunk: int) -> Path:
+    """Where one chunk of a sampler's samples is cached: keyed by the model's weights, so that a retrained
+    model (a new ``weights_sha256`` in its card) draws its own samples."""
+    return CACHE / card["weights_sha256"][:12] / name / f"seed{seed}-chunk{chunk}.pt"
+
+
+def samples_for(name, fn, model, sched, card, n, chunk, seed, shape, device) -> tuple[torch.Tensor, float]:
+    """(n samples, network calls per sample) of the network ``model`` read as its ``card`` says, cached per
+    chunk under build/sampler_fid/<weights sha256[:12]>/<name>/."""
+    cfg = config_from_dict(card["config"])
     out, calls = [], []
     for c in range(0, n // chunk):
-        path = CACHE / name / f"seed{seed + c}-chunk{chunk}.pt"
+        path = chunk_path(card, name, seed + c, chunk)
         if not path.exists():
             gen = torch.Generator().manual_seed(seed + c)
             x_T = torch.randn((chunk, *shape), generator=gen).to(device)
-            count = [0]
-
-            def counted(x, t, count=count):
-                count[0] += 1
-                return model(x, t)
-
+            counted = CountCalls(model)  # the raw network's calls, whatever it predicts
             t0 = time.perf_counter()
-            x_0 = fn(counted, x_T, sched, gen).clamp(-1, 1).cpu()
+            x_0 = fn(build_denoiser(cfg, counted, sched), x_T, gen).clamp(-1, 1).cpu()
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"x_0": x_0, "calls": count[0]}, path.with_suffix(".tmp"))
+            torch.save({"x_0": x_0, "calls": counted.calls}, path.with_suffix(".tmp"))
             path.with_suffix(".tmp").rename(path)
             print(f"{name}: chunk {c + 1}/{n // chunk} in {time.perf_counter() - t0:.0f} s", flush=True)
         saved = torch.load(path)
-        if isinstance(saved, torch.Tensor):  # chunks written before call counting: all T steps of DDPM
-            saved = {"x_0": saved, "calls": 1000}
         out.append(saved["x_0"])
         calls.append(saved["calls"])
     return torch.cat(out), sum(calls) / len(calls)
@@ -102,7 +108,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.n % args.chunk:
         raise SystemExit(f"--n ({args.n}) must be a multiple of --chunk ({args.chunk})")
-    model, sched, _ = load_pretrained("mnist-unet", args.device)
+    model, sched, card = load_pretrained("mnist-unet", args.device)
     classifier, _, _ = load_pretrained("mnist-classifier", args.device)
     x_test, _ = data.load_images("mnist", "test")
     f_test = extract_features(classifier, x_test.to(args.device)).cpu()
@@ -115,7 +121,7 @@ def main(argv=None):
     for name in names:
         nfe, fn = runs[name]
         t0 = time.perf_counter()
-        x, calls = samples_for(name, fn, model, sched, args.n, args.chunk, args.seed, (1, 28, 28), args.device)
+        x, calls = samples_for(name, fn, model, sched, card, args.n, args.chunk, args.seed, (1, 28, 28), args.device)
         if nfe is not None and calls != nfe:
             raise RuntimeError(f"{name}: expected {nfe} network calls per sample, counted {calls}")
         f_gen = extract_features(classifier, x.to(args.device)).cpu()

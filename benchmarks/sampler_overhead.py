@@ -4,7 +4,8 @@ For every sampler in dlib.samplers, on the shipped MNIST U-Net at batch 64: its 
 (number of network calls x the time of one network call). 1.00 means the sampler's own arithmetic
 is free; the aim is at most 1.05. The network call is timed in the same process, in rounds that
 alternate with the samplers, so that machine noise hits both alike; each ratio is the median over
-rounds.
+rounds. The samplers see the network through the parameterisation its card names (eps, x_0 or v:
+``config.build_denoiser``); the network call timed is the bare network's.
 
     python benchmarks/sampler_overhead.py                    # CPU, batch 64, 3 rounds
     python benchmarks/sampler_overhead.py --device cuda --batch 256
@@ -24,18 +25,20 @@ import torch
 
 from dlib import samplers
 from dlib.checkpoint import hardware, load_pretrained
+from dlib.config import build_denoiser, config_from_dict
+from dlib.utils import CountCalls
 
-SAMPLERS = {  # name -> call(eps_model, x_T, sched, generator)
-    "ddpm, 20 steps": lambda m, x, s, g: samplers.sample_ddpm(m, x, s, 20, generator=g),
-    "ddim, 20 steps": lambda m, x, s, g: samplers.sample_ddim(m, x, s, 20),
-    "ddim eta=1, 20 steps": lambda m, x, s, g: samplers.sample_ddim(m, x, s, 20, eta=1.0, generator=g),
-    "euler, 20 steps": lambda m, x, s, g: samplers.sample_euler(m, x, s, 20),
-    "euler churn, 20 steps": lambda m, x, s, g: samplers.sample_euler(m, x, s, 20, s_churn=10.0, generator=g),
-    "heun, 10 steps": lambda m, x, s, g: samplers.sample_heun(m, x, s, 10),
-    "dpm-solver-3, 7 steps": lambda m, x, s, g: samplers.sample_dpm_solver(m, x, s, 7, order=3, plus=False),
-    "dpm-solver++ 2m, 20 steps": lambda m, x, s, g: samplers.sample_dpm_solver(m, x, s, 20, order=2),
-    "dpm-solver++ 3m, 20 steps": lambda m, x, s, g: samplers.sample_dpm_solver(m, x, s, 20, order=3),
-    "pf-ode rk45, rtol 1e-3": lambda m, x, s, g: samplers.sample_pf_ode(m, x, s, rtol=1e-3, atol=1e-3),
+SAMPLERS = {  # name -> call(denoiser, x_T, generator): a Denoiser knows its process, no schedule
+    "ddpm, 20 steps": lambda d, x, g: samplers.sample_ddpm(d, x, None, 20, generator=g),
+    "ddim, 20 steps": lambda d, x, g: samplers.sample_ddim(d, x, None, 20),
+    "ddim eta=1, 20 steps": lambda d, x, g: samplers.sample_ddim(d, x, None, 20, eta=1.0, generator=g),
+    "euler, 20 steps": lambda d, x, g: samplers.sample_euler(d, x, None, 20),
+    "euler churn, 20 steps": lambda d, x, g: samplers.sample_euler(d, x, None, 20, s_churn=10.0, generator=g),
+    "heun, 10 steps": lambda d, x, g: samplers.sample_heun(d, x, None, 10),
+    "dpm-solver-3, 7 steps": lambda d, x, g: samplers.sample_dpm_solver(d, x, None, 7, order=3, plus=False),
+    "dpm-solver++ 2m, 20 steps": lambda d, x, g: samplers.sample_dpm_solver(d, x, None, 20, order=2),
+    "dpm-solver++ 3m, 20 steps": lambda d, x, g: samplers.sample_dpm_solver(d, x, None, 20, order=3),
+    "pf-ode rk45, rtol 1e-3": lambda d, x, g: samplers.sample_pf_ode(d, x, rtol=1e-3, atol=1e-3),
 }
 
 
@@ -51,8 +54,9 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    model, sched, _ = load_pretrained("mnist-unet", device)
+    model, sched, card = load_pretrained("mnist-unet", device)
     sched = sched.to(device)
+    cfg = config_from_dict(card["config"])
     x_T = torch.randn((args.batch, 1, 28, 28), generator=torch.Generator().manual_seed(0)).to(device)
     t_mid = torch.full((args.batch,), 500, device=device)
 
@@ -75,21 +79,17 @@ def main(argv=None):
         for name, run in SAMPLERS.items():
             t_call = time_network_call()
             call_times.append(t_call)
-            count = [0]
-
-            def counted(x, t, count=count):
-                count[0] += 1
-                return model(x, t)
-
+            counted = CountCalls(model)  # the bare network's calls, whatever it predicts
+            den = build_denoiser(cfg, counted, sched)
             sync(device)
             start = time.perf_counter()
-            run(counted, x_T, sched, torch.Generator().manual_seed(r))
+            run(den, x_T, torch.Generator().manual_seed(r))
             sync(device)
             wall = time.perf_counter() - start
-            calls[name] = count[0]
-            ratios[name].append(wall / (count[0] * t_call))
+            calls[name] = counted.calls
+            ratios[name].append(wall / (counted.calls * t_call))
             print(
-                f"round {r + 1}: {name:>26}  {count[0]:4d} calls  {wall:7.2f} s  ratio {ratios[name][-1]:.3f}",
+                f"round {r + 1}: {name:>26}  {counted.calls:4d} calls  {wall:7.2f} s  ratio {ratios[name][-1]:.3f}",
                 flush=True,
             )
     results = {

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from dlib.config import build_model
-from dlib.nets import UNet
+from dlib.nets import UNet, UNetConfig
 from dlib.recipes import RECIPES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +71,23 @@ def test_a_decaying_rate_is_planned_inside_the_warm_up(tmp_path, tiny_pace):
     card = json.loads((tmp_path / "tiny-cos" / "card.json").read_text())
     assert rec["done"] and card["config"]["steps"] == rec["planned_steps"] < rs.UNBOUNDED
     assert card["step"] <= rec["planned_steps"]
+
+
+def test_the_base_is_the_recipe_shipped_before_the_retrain():
+    """Every entry is BASE plus its changes, and runs resume from their folders: BASE must not follow
+    RECIPES["mnist-unet"], which the retrain (issue 13) changes. These are its values, frozen."""
+    b = rs.BASE
+    assert (b.prediction, b.schedule, b.T, b.weighting, b.dataset, b.pad_to_32, b.limit) == (
+        "eps", "linear", 1000, "none", "mnist", False, None,
+    )  # fmt: skip
+    assert (b.steps, b.batch_size, b.lr, b.warmup, b.lr_schedule, b.weight_decay, b.grad_clip) == (
+        2200, 128, 1e-3, 200, "constant", 0.0, 1.0,
+    )  # fmt: skip
+    assert (b.ema_decay, b.ema_warmup, b.amp_cpu, b.seed) == (0.999, "ramp", False, 0)
+    assert b.unet == UNetConfig(
+        in_channels=1, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), heads=1,
+        dropout=0.0, num_classes=None, context_dim=None, out_channels=None,
+    )  # fmt: skip
 
 
 def test_entries_build_their_configs():
