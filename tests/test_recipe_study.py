@@ -140,6 +140,20 @@ def test_samples_start_from_the_same_noise_for_every_run(tmp_path):
     assert a["ddpm"].abs().max() <= 1
 
 
+def test_the_clip_check_draws_the_studys_ddpm_samples(tmp_path):
+    """benchmarks/recipe_study_clip.py: without clipping, exactly the study's DDPM samples (before the clamp);
+    with clip_x0 the samples stay in [-1, 1] at every step."""
+    spec = importlib.util.spec_from_file_location("recipe_study_clip", ROOT / "benchmarks" / "recipe_study_clip.py")
+    clip = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(clip)
+    entry = rs.Entry("tiny", "")
+    rs.train(rs.train_config(entry, tmp_path, 3, TINY), progress=False)
+    den, _ = rs.load_ema_denoiser(entry, tmp_path, TINY)
+    study = rs.draw_samples(den, 6, seed=1, ddpm_steps=3, dpm_steps=3, chunk=4)["ddpm"]
+    assert torch.equal(clip.ddpm_samples(den, 6, 1, 3, False, chunk=4).clamp(-1, 1), study)
+    assert clip.ddpm_samples(den, 6, 1, 3, True, chunk=4).abs().max() <= 1
+
+
 def fake_run(out: Path, name: str, fid: float | None, steps: int = 900) -> None:
     run = out / name
     run.mkdir(parents=True)
