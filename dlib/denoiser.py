@@ -60,10 +60,8 @@ class VP:
 
     def coefs(self, sigma) -> tuple[torch.Tensor, torch.Tensor]:
         """(a, b) = (1 / sqrt(1 + sigma^2), sigma / sqrt(1 + sigma^2)), float64, finite at sigma = inf."""
-        s = _sigma64(sigma)
-        return alpha_bar_of_sigma(s).sqrt(), torch.rsqrt(
-            1 + s**-2
-        )  # b = sqrt(1 - alpha_bar), written to stay exact at small sigma
+        s = _sigma64(sigma)  # b = sqrt(1 - alpha_bar) written as rsqrt(1 + sigma^-2), to stay exact at small sigma
+        return alpha_bar_of_sigma(s).sqrt(), torch.rsqrt(1 + s**-2)
 
     def time(self, sigma) -> torch.Tensor:
         return t_of_sigma(self.sched, sigma)
@@ -250,6 +248,19 @@ def convert(den: Denoiser, prediction: str, process: Process) -> Callable:
         return OUTPUTS[prediction](pred.x_0, pred.eps, a, b)
 
     return net
+
+
+def eps_model(den: Denoiser) -> Callable:
+    """``eps_hat(x_t, t, **cond)`` of a VP Denoiser whatever its network predicts (the eps-model contract of notebooks
+    05-08), calling the network at exactly the given t: an eps-denoiser's own output. Other processes: ``convert``."""
+    if not (isinstance(den, Denoiser) and isinstance(den.process, VP)):
+        raise TypeError(f"eps_model reads a Denoiser on a VP process (build_denoiser of a card), got {den!r}")
+
+    def eps_hat(x_t: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
+        t = torch.as_tensor(t)
+        return den(x_t, den.process.sigma_of_time(t.double().cpu()), t=t.cpu(), **cond).eps
+
+    return eps_hat
 
 
 def euler_step(x_bar: torch.Tensor, eps_hat: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:

@@ -3,7 +3,8 @@
     python -m dlib.evaluate mnist-classifier          # test accuracy
     python -m dlib.evaluate mnist-noisy-classifier    # test accuracy on x_t at several noise levels t
     python -m dlib.evaluate mnist-unet --n 1000       # classifier-feature FID of DDPM samples vs the test set,
-                                                      # next to the real-vs-real floor measured the same way;
+                                                      # next to the real-vs-real floor measured the same way
+                                                      # (mean and sd of 10 draws of n training images);
                                                       # the confident share (and the test images'), class shares
     python -m dlib.evaluate training/mnist-unet       # a run in progress, at its last checkpoint (any kind above
                                                       # that samples): kept in training/mnist-unet/evaluations.json
@@ -47,8 +48,10 @@ from dlib.generate import image_shape
 from dlib.metrics import (
     CONFIDENT,
     class_shares,
-    classifier_fid,
     confident_share,
+    extract_features,
+    fid_floor,
+    fid_with_spread,
     noisy_test_accuracy,
     test_accuracy,
 )
@@ -56,6 +59,7 @@ from dlib.plotting import image_grid
 from dlib.samplers import sample_consistency, sample_ddpm, sample_default, sample_euler
 
 FLOW_STEPS = 50  # Euler steps for a flow model's FID (python -m dlib.evaluate --steps overrides)
+FLOOR_DRAWS = 10  # draws of real images for the real-vs-real floor: one draw alone varies too much at n = 1000
 
 
 def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batch: int, seed: int) -> dict:
@@ -88,7 +92,6 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
         x_gen = x_gen[:, :, 2:30, 2:30]
     x_test, _ = data.load_images(cfg["dataset"], "test")
     x_train, _ = data.load_images(cfg["dataset"], "train")
-    floor_idx = torch.randperm(len(x_train), generator=gen)[:n]
     grid = image_grid(x_gen[:64], nrow=8)
     import matplotlib.pyplot as plt
 
@@ -97,16 +100,23 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
     else:
         plt.imsave(data.data_dir() / "models" / f"{name}-samples.png", grid.numpy(), cmap="gray", vmin=0, vmax=1)
         checkpoint.relist(data.data_dir(), [f"models/{name}-samples.png"])
-    test_idx = torch.randperm(len(x_test), generator=gen)[:n]
+    real = torch.Generator().manual_seed(seed)  # the real images' draws do not depend on what the sampler consumed
+    f_test = extract_features(classifier, x_test)
+    fid, fid_sd = fid_with_spread(extract_features(classifier, x_gen), f_test, n_boot=20, generator=real)
+    floor, floor_sd = fid_floor(extract_features(classifier, x_train), f_test, n, FLOOR_DRAWS, generator=real)
+    test_idx = torch.randperm(len(x_test), generator=real)[:n]
     return {
-        "fid_classifier": classifier_fid(classifier, x_gen, x_test),
-        "fid_floor_train_vs_test": classifier_fid(classifier, x_train[floor_idx], x_test),
+        "fid_classifier": fid,
+        "fid_classifier_bootstrap_sd": round(fid_sd, 4),
+        "fid_floor_train_vs_test": floor,
+        "fid_floor_sd": round(floor_sd, 4),
         "confident_share": round(confident_share(classifier, x_gen), 4),
         "confident_share_test": round(confident_share(classifier, x_test[test_idx]), 4),
         "class_shares": [round(c, 4) for c in class_shares(classifier, x_gen)],
         "fid_settings": (
-            f"{n} samples vs the {len(x_test)} {cfg['dataset']} test images, features: {classifier_name} penultimate layer; "
-            f"floor: {n} random training images vs the same test images; sampler: {how}, seed {seed}; "
+            f"{n} samples vs the {len(x_test)} {cfg['dataset']} test images, features: {classifier_name} penultimate layer "
+            f"(its sd: 20 bootstrap resamples of the samples); floor: {n} random training images vs the same "
+            f"test images, mean and sd over {FLOOR_DRAWS} independent draws; sampler: {how}, seed {seed}; "
             f"confident: the classifier's top probability >= {CONFIDENT} (of the samples, and of {n} random test "
             f"images); class shares: the samples' predicted classes 0..9"
         ),

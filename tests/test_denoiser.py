@@ -7,7 +7,7 @@ import torch
 
 from dlib import samplers
 from dlib import schedules as S
-from dlib.denoiser import VE, VP, Denoiser, Flow, as_denoiser
+from dlib.denoiser import VE, VP, Denoiser, Flow, as_denoiser, eps_model
 from dlib.gaussian import gaussian_denoiser, gaussian_ode_endpoint, gaussian_posterior
 
 MU, S2 = 0.5, 0.25
@@ -183,3 +183,29 @@ def test_bad_denoisers_get_clear_errors():
         samplers.sample_euler(Denoiser(net, "flow", Flow()), torch.zeros(2, 2), steps=5, spacing="karras")
     with pytest.raises(ValueError, match="says nothing about x_0"):
         samplers.sample_euler(Denoiser(net, "eps", Flow()), torch.zeros(2, 2), steps=5)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x_0", "v", "score", "edm"])
+def test_eps_model_reads_any_vp_parameterisation_as_the_exact_eps(prediction):
+    den = gaussian_denoiser(VP(LINEAR), prediction, MU, S2)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for t in (0, 250, 999):
+        a, b = (c.item() for c in VP(LINEAR).coefs(S.sigma_of_t(LINEAR, torch.tensor(float(t)))))
+        eps = eps_model(den)(x, torch.full((5,), t))
+        torch.testing.assert_close(eps, gaussian_posterior(x, a, b, MU, S2).eps, rtol=1e-6, atol=1e-6)
+
+
+def test_eps_model_of_an_eps_network_is_that_network_at_the_same_integer_time():
+    seen = []
+
+    def net(x, t):
+        seen.append(t)
+        return x * 0.5 + t[:, None].to(x)
+
+    x, t = torch.randn(4, 2), torch.tensor([3, 7, 7, 999])
+    assert torch.equal(eps_model(Denoiser(net, "eps", VP(LINEAR)))(x, t), net(x, t))
+    assert seen[0].dtype == torch.long and torch.equal(seen[0], t)
+    with pytest.raises(TypeError, match="VP process"):
+        eps_model(Denoiser(net, "flow", Flow()))
+    with pytest.raises(TypeError, match="VP process"):
+        eps_model(net)

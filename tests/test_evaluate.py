@@ -94,7 +94,14 @@ def test_a_run_in_progress_is_measured_beside_its_checkpoints(tmp_path):
     assert abs(sum(m["class_shares"]) - 1) < 1e-3 and len(m["class_shares"]) == 10
     assert 0 <= m["confident_share"] <= 1 and m["confident_share_test"] > 0.9  # real digits are clear digits
     assert m["fid_classifier"] > m["fid_floor_train_vs_test"]  # two steps of training: far from the data
+    assert m["fid_classifier_bootstrap_sd"] > 0 and m["fid_floor_sd"] > 0
     assert (run / "evaluated-0000002.png").exists()
+    evaluate.main([str(run), "--n", "200", "--steps", "2", "--batch", "200"])  # another sampler, the same real draws
+    again = json.loads((run / "evaluations.json").read_text())[1]
+    assert (
+        again["fid_floor_train_vs_test"] == m["fid_floor_train_vs_test"]
+        and again["fid_classifier"] != m["fid_classifier"]
+    )
     assert (data.data_dir() / "MANIFEST.sha256").read_bytes() == manifest  # data/models untouched
 
 

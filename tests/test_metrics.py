@@ -33,6 +33,28 @@ def test_fid_of_a_sample_with_itself_is_zero_and_grows_with_shift(gen):
     assert metrics.fid_from_features(a, a + 0.5) > metrics.fid_from_features(a, a + 0.1) > 0
 
 
+def test_fid_floor_is_the_mean_and_spread_of_independent_real_draws(gen):
+    real, ref = (
+        torch.randn(2000, 4, generator=gen, dtype=torch.float64),
+        torch.randn(5000, 4, generator=gen, dtype=torch.float64),
+    )
+    mean, sd = metrics.fid_floor(real, ref, 100, draws=8, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    by_hand = torch.tensor(
+        [metrics.fid_from_features(real[torch.randperm(2000, generator=g)[:100]], ref) for _ in range(8)]
+    )
+    assert math.isclose(mean, by_hand.mean().item(), rel_tol=1e-9) and math.isclose(
+        sd, by_hand.std().item(), rel_tol=1e-9
+    )
+    assert sd > 0.05 * mean  # at n = 100 one draw is a noisy yardstick: the reason for the mean
+    # the same distribution, so the floor shrinks towards 0 as n grows (FID's small-n bias)
+    assert metrics.fid_floor(real, ref, 1000, draws=4, generator=gen)[0] < mean
+    with pytest.raises(ValueError, match="draws"):
+        metrics.fid_floor(real, ref, 100, draws=1)
+    with pytest.raises(ValueError):
+        metrics.fid_floor(real[:50], ref, 100)
+
+
 class _Identity(torch.nn.Module):
     """A 'feature network' that passes features through, so torchmetrics sees exactly our features."""
 

@@ -75,3 +75,26 @@ def fid_with_spread(
         for _ in range(n_boot)
     ]
     return fid, float(torch.tensor(boots).std())
+
+
+def fid_floor(
+    features_real: torch.Tensor,
+    features_ref: torch.Tensor,
+    n: int,
+    draws: int = 10,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """The real-vs-real floor at sample size ``n``: the FID of ``n`` real features drawn without replacement (e.g. of
+    training images) against the reference features (e.g. of the test set), as (mean, standard deviation) over
+    ``draws`` independent draws. It is what a perfect model scores at that n; one draw alone is a noisy yardstick."""
+    check_features(features_real, "features_real", min_n=n)
+    if draws < 2:
+        raise ValueError(f"draws must be at least 2 for a spread, got {draws}")
+    ref = feature_stats(features_ref)
+    fids = [
+        frechet_distance(
+            *feature_stats(features_real[torch.randperm(len(features_real), generator=generator)[:n]]), *ref
+        )
+        for _ in range(draws)
+    ]
+    return float(torch.tensor(fids).mean()), float(torch.tensor(fids).std())
