@@ -2,6 +2,7 @@
 
     python benchmarks/metrics_table.py                 # n = 500 samples per row, the table of notebook 10
     python benchmarks/metrics_table.py --n 100 --only mnist-unet/ddim-20 real/mnist   # a quick look
+    python benchmarks/metrics_table.py --update        # re-measure only the rows whose models were retrained
 
 Each row draws n samples with ``dlib.generate.generate`` (batch b from seed b) and scores them:
 
@@ -19,12 +20,15 @@ The rows "real/mnist" and "real/fashion" are n training images scored the same w
 scores are cached per row in build/metrics_table/ (a killed run resumes), keyed by the first 12 hex digits of
 the weights' sha256 of every shipped model the row's samples come from (``row_models``), so that a retrained
 model is sampled and scored afresh; the table goes to benchmarks/results/metrics_table-<device>.json with the
-settings, wall times and hardware.
+settings, wall times and hardware. Each row records the weights it measured (``weights``: model -> the first 12 hex
+digits of its sha256) and the day (``measured``); ``--update`` keeps every row of that JSON whose recorded weights are
+the shipped ones (the same n, seed and reference), and measures the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import time
 from pathlib import Path
@@ -80,9 +84,22 @@ def row_models(row: str) -> list[str]:
     return names
 
 
+def row_weights(row: str) -> dict[str, str]:
+    """model -> the first 12 hex digits of its weights' sha256, for every shipped model the row's samples come from."""
+    return {name: read_card(name)["weights_sha256"][:12] for name in row_models(row)}
+
+
 def _cached(row: str, n: int, seed: int, suffix: str) -> Path:
-    weights = "".join(f"-{read_card(name)['weights_sha256'][:12]}" for name in row_models(row))
+    weights = "".join(f"-{sha}" for sha in row_weights(row).values())
     return CACHE / f"{row.replace('/', '--')}{weights}-n{n}-seed{seed}{suffix}"
+
+
+def kept_rows(previous: dict, n: int, seed: int, n_ref: int) -> dict[str, dict]:
+    """The rows of a previous table (its JSON) that still describe the shipped models: measured with the same n,
+    seed and reference size, and with the weights that are shipped now."""
+    if (previous.get("n"), previous.get("seed"), previous.get("n_ref")) != (n, seed, n_ref):
+        return {}
+    return {r["row"]: r for r in previous["rows"] if r["row"] in ROWS and r.get("weights") == row_weights(r["row"])}
 
 
 def samples(row: str, n: int, seed: int) -> Generated:
@@ -191,13 +208,21 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="+", default=None, help="these rows only (default: all)")
     p.add_argument("--out", type=Path, default=None, help="the JSON to write (default: benchmarks/results/)")
+    p.add_argument("--update", action="store_true", help="keep the rows of --out whose models' weights are unchanged")
     args = p.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = args.out or ROOT / "benchmarks" / "results" / f"metrics_table-{device}.json"
+    kept = kept_rows(json.loads(out.read_text()), args.n, args.seed, args.n_ref) if args.update and out.exists() else {}
     unknown = set(args.only or ()) - set(ROWS)
     if unknown:
         raise SystemExit(f"unknown rows {sorted(unknown)}; known: {list(ROWS)}")
     names = args.only or list(ROWS)
     scorers, rows = {}, []
     for name in names:
+        if name in kept:
+            print(f"{name}: kept (measured {kept[name].get('measured')}, same weights)", flush=True)
+            rows.append(kept[name])
+            continue
         dataset = ROWS[name][0]
         g = samples(name, args.n, args.seed)
         scored = _cached(name, args.n, args.seed, f"-ref{args.n_ref}.json")  # the row's scores, once computed
@@ -210,13 +235,16 @@ def main(argv: list[str] | None = None) -> dict:
         row = {"row": name, "nfe": round(g.nfe, 1), "s_per_sample": round(g.seconds / len(g.images), 4)}
         row |= scorers[dataset](g, args.seed) | {"settings": g.settings, "sample_s": round(g.seconds)}
         row |= {"score_s": round(time.perf_counter() - t0), "hardware": hardware()}
+        row |= {"weights": row_weights(name), "measured": datetime.date.today().isoformat()}
         scored.write_text(json.dumps(row))
         rows.append(row)
         print(json.dumps(row), flush=True)
     table = render(rows)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     result = {
         "command": "python benchmarks/metrics_table.py" + (f" --n {args.n}" if args.n != 500 else ""),
+        "n": args.n,
+        "seed": args.seed,
+        "n_ref": args.n_ref,
         "settings": (
             f"n={args.n} samples per row (batch b from seed {args.seed} + b); classifier features: FID against the "
             f"10000 test images (bootstrap std over 20 resamples), IS over 10 splits; Inception features "
@@ -229,7 +257,6 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "table": table,
     }
-    out = args.out or ROOT / "benchmarks" / "results" / f"metrics_table-{device}.json"
     if args.only is None or args.out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

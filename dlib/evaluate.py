@@ -2,7 +2,8 @@
 
     python -m dlib.evaluate mnist-classifier          # test accuracy
     python -m dlib.evaluate mnist-noisy-classifier    # test accuracy on x_t at several noise levels t
-    python -m dlib.evaluate mnist-unet --n 1000       # classifier-feature FID of DDPM samples vs the test set,
+    python -m dlib.evaluate mnist-unet --n 1000 --steps 200   # classifier-feature FID of DDPM samples (200
+                                                      # respaced steps; no --steps: all 1000) vs the test set,
                                                       # next to the real-vs-real floor measured the same way
                                                       # (mean and sd of 10 draws of n training images);
                                                       # the confident share (and the test images'), class shares

@@ -21,15 +21,19 @@ def _unet(**kw) -> UNetConfig:
 
 
 RECIPES: dict[str, TrainConfig] = {
-    # The shipped unconditional MNIST model: 1.2M parameters, one residual block per level, attention
-    # only at 7x7 (and in the middle) where it is cheap. 2200 steps (4.7 epochs) took 85 minutes on one
-    # busy CPU core; the learning rate is constant after warm-up, so a longer run (steps=...) simply
-    # continues this one and resumes from its checkpoint.
+    # The shipped unconditional MNIST model, the recipe the study (docs/RECIPE_STUDY.md) picked: a 16/32/32
+    # U-Net of 299,937 parameters (one residual block per level, attention only at 7x7 and in the middle,
+    # where it is cheap), v-prediction with min-SNR-5 loss weighting, bf16 autocast on the CPU, 40,000 steps
+    # at batch 128 (85 epochs), 20,764 s (5.8 h) on one thread of an AMD EPYC host (the first stretch without
+    # bf16; the card lists both). The learning rate is constant after warm-up, so steps=N simply continues the
+    # run from its checkpoint.
     "mnist-unet": TrainConfig(
-        name="mnist-unet", steps=2200, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
-        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+        name="mnist-unet", steps=40_000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
+        prediction="v", weighting="min_snr", snr_gamma=5.0, amp_cpu=True,
+        unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
-    # Notebook 06 (conditioning): the same U-Net with a label embedding (null label 10, dropped 10% of
+    # Notebook 06 (conditioning): the course's 32/64/64 U-Net (1.19M parameters, mnist-unet's shape before its
+    # retrain; eps-prediction) with a label embedding (null label 10, dropped 10% of
     # the time for classifier-free guidance), and a classifier of noisy images for classifier guidance.
     # 1500 steps each (3.2 epochs), about 55 minutes on one CPU core; the learning rate is constant
     # after warm-up, so steps=N continues a run.
@@ -122,7 +126,7 @@ RECIPES: dict[str, TrainConfig] = {
         name="mnist-flow-tiny", prediction="flow", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
         unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,)),
     ),
-    # The shipped MNIST flow-matching model (notebook 11): mnist-unet's network and data, independent (noise, data)
+    # The shipped MNIST flow-matching model (notebook 11): the 32/64/64 U-Net of mnist-cond-unet (no labels), MNIST, independent (noise, data)
     # pairs, batch 64 with a cosine decay: 2400 steps took 56 minutes on one CPU thread. Its reflowed version
     # (rectified flow) starts from it and trains on 8192 (sample, noise) pairs made by its ODE (Heun, 10 steps).
     "mnist-flow-unet": TrainConfig(
@@ -228,29 +232,35 @@ RECIPES: dict[str, TrainConfig] = {
         batch_size=128, lr=1e-3, warmup=200, lr_schedule="cosine", log_every=50, ckpt_every=100,
         unet=_unet(in_channels=4, base_channels=64, channel_mults=(1,), num_res_blocks=2, attention_levels=(0,), context_dim=128),
     ),
-    # Notebook 08 (editing and control), both built on the shipped mnist-unet and trained on one CPU thread: the
+    # Notebook 08 (editing and control), both built on the shipped mnist-unet (so they share its width, its
+    # v-prediction and, as recommended, its min-SNR-5 weighting; training refuses a prediction, schedule or T
+    # that differs from the base's card) and trained on one CPU thread with bf16 autocast: the
     # inpainting model fine-tunes all of it with two extra input channels (mask, masked image; dlib.controls.random_masks,
     # 10% fully masked); the ControlNet trains an encoder copy steering the frozen U-Net through zero convolutions,
     # on Sobel edge maps (dlib.controls.edge_map).
     "mnist-inpaint-unet": TrainConfig(
         name="mnist-inpaint-unet", edit="inpaint", base_of="mnist-unet", steps=1000, batch_size=64, lr=3e-4, warmup=50,
         lr_schedule="cosine", ema_decay=0.995, ema_warmup="unbiased", log_every=25, ckpt_every=50,
-        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+        prediction="v", weighting="min_snr", snr_gamma=5.0, amp_cpu=True,
+        unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
     "mnist-controlnet": TrainConfig(
         name="mnist-controlnet", edit="control", base_of="mnist-unet", steps=1500, batch_size=64, lr=3e-4, warmup=50,
         lr_schedule="cosine", ema_decay=0.995, ema_warmup="unbiased", log_every=25, ckpt_every=50,
-        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+        prediction="v", weighting="min_snr", snr_gamma=5.0, amp_cpu=True,
+        unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
     "inpaint-tiny": TrainConfig(
         name="inpaint-tiny", edit="inpaint", base_of="mnist-unet", steps=4, batch_size=8, limit=256, warmup=2,
         ckpt_every=2, log_every=2,
-        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+        prediction="v", weighting="min_snr", snr_gamma=5.0,
+        unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
     "control-tiny": TrainConfig(
         name="control-tiny", edit="control", base_of="mnist-unet", steps=4, batch_size=8, limit=256, warmup=2,
         ckpt_every=2, log_every=2,
-        unet=_unet(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
+        prediction="v", weighting="min_snr", snr_gamma=5.0,
+        unet=_unet(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=(2,)),
     ),
     "ae-tiny": TrainConfig(
         name="ae-tiny", kind="autoencoder", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,

@@ -97,3 +97,21 @@ def test_metrics_table_caches_by_the_weights(retrained, monkeypatch):
     after = paths()
     moved = {row for row, suffix in before if after[row, suffix] != before[row, suffix]}
     assert moved == {r for r in mt.ROWS if retrained in mt.row_models(r)} and moved
+
+
+@pytest.mark.parametrize("retrained", ["mnist-unet", "fashion-ae"])
+def test_metrics_table_update_keeps_exactly_the_rows_of_unchanged_models(retrained, monkeypatch):
+    """``--update`` re-measures the rows a retrained model's samples come from and keeps the others, and keeps
+    nothing measured with another n, seed or reference size."""
+    previous = {"n": 500, "seed": 0, "n_ref": 2000, "rows": [{"row": r, "weights": mt.row_weights(r)} for r in mt.ROWS]}
+    read_card = checkpoint.read_card
+    monkeypatch.setattr(
+        mt, "read_card", lambda name: read_card(name) | ({"weights_sha256": "0" * 64} if name == retrained else {})
+    )
+    kept = mt.kept_rows(previous, 500, 0, 2000)
+    assert set(kept) == {r for r in mt.ROWS if retrained not in mt.row_models(r)} and len(kept) < len(mt.ROWS)
+    assert "real/mnist" in kept
+    assert mt.kept_rows(previous, 1000, 0, 2000) == {} and mt.kept_rows(previous, 500, 1, 2000) == {}
+    assert mt.kept_rows(previous | {"n_ref": 500}, 500, 0, 2000) == {}
+    unrecorded = {"n": 500, "seed": 0, "n_ref": 2000, "rows": [{"row": "real/mnist"}]}  # no weights: measured again
+    assert mt.kept_rows(unrecorded, 500, 0, 2000) == {}

@@ -55,6 +55,25 @@ def test_fid_floor_is_the_mean_and_spread_of_independent_real_draws(gen):
         metrics.fid_floor(real[:50], ref, 100)
 
 
+def test_fid_difference_of_paired_sets_is_resolved_finer_than_either_fid(gen):
+    """Two 'samplers' from the same noises: b is a with a little jitter. The difference of their FIDs is exactly the
+    difference of fid_from_features, and pairing shrinks its spread far below each FID's own."""
+    ref = torch.randn(5000, 4, generator=gen, dtype=torch.float64)
+    a = 1.5 * torch.randn(500, 4, generator=gen, dtype=torch.float64) + 0.3
+    b = a + 0.05 * torch.randn(500, 4, generator=gen, dtype=torch.float64)
+    diff, sd = metrics.fid_difference_with_spread(b, a, ref, generator=torch.Generator().manual_seed(1))
+    assert math.isclose(diff, metrics.fid_from_features(b, ref) - metrics.fid_from_features(a, ref), rel_tol=1e-9)
+    _, sd_a = metrics.fid_with_spread(a, ref, generator=torch.Generator().manual_seed(1))
+    assert 0 < sd < 0.25 * sd_a
+    c = 1.5 * torch.randn(500, 4, generator=gen, dtype=torch.float64) + 0.3  # like a, but from other noises
+    _, sd_c = metrics.fid_with_spread(c, ref, generator=torch.Generator().manual_seed(2))
+    _, sd_unrelated = metrics.fid_difference_with_spread(c, a, ref, generator=torch.Generator().manual_seed(1))
+    assert 0.5 < sd_unrelated / (sd_a**2 + sd_c**2) ** 0.5 < 2  # unrelated sets: pairing buys nothing
+    assert metrics.fid_difference_with_spread(a, a, ref, generator=gen) == (0.0, 0.0)  # a set against itself
+    with pytest.raises(ValueError, match="paired"):
+        metrics.fid_difference_with_spread(a, b[:400], ref)
+
+
 class _Identity(torch.nn.Module):
     """A 'feature network' that passes features through, so torchmetrics sees exactly our features."""
 

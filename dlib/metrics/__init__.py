@@ -1,7 +1,8 @@
 """Sample-quality metrics. First used in notebooks 03-06; derived and compared in notebook 10.
 
     checks       check_images, check_features, check_same_width    clear errors for bad input
-    frechet      feature_stats, frechet_distance, fid_from_features, fid_with_spread, fid_floor  FID (Heusel et al. 2017)
+    frechet      feature_stats, frechet_distance, fid_from_features, fid_with_spread, fid_floor,
+                 fid_difference_with_spread  FID (Heusel et al. 2017)
     extractors   FeatureExtractor, extract_features, classifier_fid, classifier_extractor, weights_fingerprint
     inception    inception_features, inception_input, tf1_resize_bilinear, load_inception, inception_extractor    offline
     cache        dataset_features, feature_cache_dir    verified on-disk features of a shipped dataset split
@@ -35,7 +36,14 @@ from dlib.metrics.extractors import (
     extract_features,
     weights_fingerprint,
 )
-from dlib.metrics.frechet import feature_stats, fid_floor, fid_from_features, fid_with_spread, frechet_distance
+from dlib.metrics.frechet import (
+    feature_stats,
+    fid_difference_with_spread,
+    fid_floor,
+    fid_from_features,
+    fid_with_spread,
+    frechet_distance,
+)
 from dlib.metrics.inception import (
     INCEPTION_DIM,
     INCEPTION_PREPROCESSING,
@@ -72,6 +80,7 @@ __all__ = [
     "feature_cache_dir",
     "feature_stats",
     "fid_from_features",
+    "fid_difference_with_spread",
     "fid_floor",
     "fid_with_spread",
     "frechet_distance",
