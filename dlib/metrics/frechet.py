@@ -15,6 +15,8 @@ eigendecomposition with real, non-negative eigenvalues. The three agree to float
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from dlib.metrics.checks import check_features, check_same_width, warn_if_singular
@@ -68,13 +70,9 @@ def fid_with_spread(
     check_features(features_ref, "features_ref", min_n=2)
     check_same_width(features_gen, features_ref)
     ref = feature_stats(features_ref)
-    fid = frechet_distance(*feature_stats(features_gen), *ref)
-    n = len(features_gen)
-    boots = [
-        frechet_distance(*feature_stats(features_gen[torch.randint(n, (n,), generator=generator)]), *ref)
-        for _ in range(n_boot)
-    ]
-    return fid, float(torch.tensor(boots).std())
+    return _with_bootstrap_sd(
+        lambda idx: frechet_distance(*feature_stats(features_gen[idx]), *ref), len(features_gen), n_boot, generator
+    )
 
 
 def fid_floor(
@@ -128,6 +126,13 @@ def fid_difference_with_spread(
             *feature_stats(features_b[idx]), *ref
         )
 
-    n = len(features_a)
-    boots = [difference(torch.randint(n, (n,), generator=generator)) for _ in range(n_boot)]
-    return difference(torch.arange(n)), float(torch.tensor(boots).std())
+    return _with_bootstrap_sd(difference, len(features_a), n_boot, generator)
+
+
+def _with_bootstrap_sd(
+    statistic: Callable[[torch.Tensor], float], n: int, n_boot: int, generator: torch.Generator | None
+) -> tuple[float, float]:
+    """(statistic of all n samples, its standard deviation over ``n_boot`` resamples of the n indices with replacement):
+    ``statistic`` maps a tensor of sample indices to a number."""
+    boots = [statistic(torch.randint(n, (n,), generator=generator)) for _ in range(n_boot)]
+    return statistic(torch.arange(n)), float(torch.tensor(boots).std())
