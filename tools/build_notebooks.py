@@ -178,8 +178,10 @@ def check() -> list[str]:
 
 def execute(paths: list[Path], budget: str, out_dir: Path | None, timeout: int = 3600) -> dict[str, float]:
     """Execute notebooks at a budget (in place, or into out_dir); return seconds per notebook."""
+    from kernel_channels import install
     from nbclient import NotebookClient
 
+    install()  # no lost-wakeup hang on the widget cells (tools/kernel_channels.py)
     os.environ["DLIB_BUDGET"] = budget
     times = {}
     for path in paths:

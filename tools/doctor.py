@@ -171,9 +171,11 @@ def check_notebook(path: Path = QUICK_NOTEBOOK, timeout: int = 600) -> Result:
     fix = "make venv; then run it by hand to see the error: DLIB_BUDGET=smoke .venv/bin/jupyter lab"
     try:
         import nbformat
+        from kernel_channels import install
         from nbclient import NotebookClient
     except Exception as e:  # noqa: BLE001
         return False, f"nbclient/nbformat missing ({e})", FIX_VENV
+    install()  # no lost-wakeup hang on the widget cells (tools/kernel_channels.py)
     nb = nbformat.read(path, as_version=4)
     previous = os.environ.get("DLIB_BUDGET")
     os.environ["DLIB_BUDGET"] = "smoke"  # the kernel inherits it
