@@ -263,3 +263,17 @@ def test_release_problems_are_reported_without_nbgrader(tmp_path):
     learner.cells[16].source = nb.cells[16].source.replace("### BEGIN SOLUTION\n", "").replace("### END SOLUTION", "")
     nbformat.write(learner, rel)
     assert any("solution line still present" in p for p in nbgrader_release.leaked_solutions(src, rel))
+
+
+def test_the_nbgrader_config_sets_timeouts_and_keeps_autograding_from_hanging(tmp_path, monkeypatch):
+    """nbgrader executes the config file; it must raise nbclient's timeouts and install tools/kernel_channels.py."""
+    channels = pytest.importorskip("jupyter_client.channels")
+    import kernel_channels
+    from traitlets.config import Config
+
+    monkeypatch.setattr(channels.AsyncZMQSocketChannel, "get_msg", None)  # as if nothing had installed it yet
+    path = nbgrader_release.write_config(tmp_path)
+    c = Config()
+    exec(compile(path.read_text(), str(path), "exec"), {"get_config": lambda: c})
+    assert c.CourseDirectory.course_id == "diffusion-course" and c.ExecutePreprocessor.timeout == 1800
+    assert channels.AsyncZMQSocketChannel.get_msg is kernel_channels.get_msg
