@@ -8,8 +8,8 @@ jupyter/nbclient#312 and jupyter/nbconvert#1921, #2029). On a 2-core machine wit
 busy, notebook 00 hung at its slider cell in three papermill runs in a row, and a three-cell notebook holding that
 cell in 20 of 21 runs (none of 11 with this fix). ``install()`` replaces that wait by polls of at most ``SLICE_MS``: each poll
 reads the socket's state afresh, so a reply that has arrived is seen within one slice, and a finite ``timeout`` still
-raises ``queue.Empty`` at its deadline. Nothing else changes; the tests and both tools install it before they run a
-notebook.
+raises ``queue.Empty`` at its deadline. Nothing else changes; the papermill tests, both tools and the nbgrader config
+(``tools/nbgrader_release.py``) install it before they run a notebook.
 """
 
 from __future__ import annotations
