@@ -60,7 +60,7 @@ RECIPES: dict[str, TrainConfig] = {
         name="fashion-classifier", kind="classifier", dataset="fashion-mnist", steps=1500, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.99
     ),
     # Notebook 09 (audio), on the Free Spoken Digit Dataset's training split (dlib.audio): the referee, a
-    # classifier of 32 x 32 mel images; the label -> mel model, the class-conditional U-Net of 06 on the same
+    # classifier of 32 x 32 mel images; the label -> mel model, a class-conditional 32/64/64 U-Net (notebook 06's kind) on the same
     # images; the vocoder (DiffWave's network at a CPU-sized width, WaveGrad's continuous noise level, L1) on
     # 2304-sample windows (12 mel frames), its levels drawn between those of DDPM's linear betas with T = 150, from 1
     # down to sqrt(alpha_bar) = 0.47 (a vocoder never starts from pure noise: DiffWave trains down to 0.53). Learning
@@ -126,7 +126,7 @@ RECIPES: dict[str, TrainConfig] = {
         name="mnist-flow-tiny", prediction="flow", steps=20, batch_size=16, limit=512, warmup=5, ckpt_every=5, log_every=5,
         unet=_unet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,)),
     ),
-    # The shipped MNIST flow-matching model (notebook 11): the 32/64/64 U-Net of mnist-cond-unet (no labels), MNIST, independent (noise, data)
+    # The shipped MNIST flow-matching model (notebook 11): the course's 32/64/64 U-Net (notebook 03's, no labels), MNIST, independent (noise, data)
     # pairs, batch 64 with a cosine decay: 2400 steps took 56 minutes on one CPU thread. Its reflowed version
     # (rectified flow) starts from it and trains on 8192 (sample, noise) pairs made by its ODE (Heun, 10 steps).
     "mnist-flow-unet": TrainConfig(
