@@ -1,6 +1,6 @@
 """Measure a shipped model and record the numbers in its card.
 
-    python -m dlib.evaluate mnist-classifier          # test accuracy
+    python -m dlib.evaluate mnist-classifier          # accuracy on the test images and on the training images
     python -m dlib.evaluate mnist-noisy-classifier    # test accuracy on x_t at several noise levels t
     python -m dlib.evaluate mnist-unet --n 1000 --steps 200   # classifier-feature FID of DDPM samples (200
                                                       # respaced steps; no --steps: all 1000) vs the test set,
@@ -54,6 +54,7 @@ from dlib.metrics import (
     fid_floor,
     fid_with_spread,
     noisy_test_accuracy,
+    share_as_requested,
     test_accuracy,
 )
 from dlib.plotting import image_grid
@@ -206,7 +207,13 @@ def main(argv: list[str] | None = None) -> None:
             metrics = evaluate_speech(args.name, "fsdd-vocoder", clf, ws, args.n_per_class, args.steps or 25, args.seed)
     elif cfg["kind"] == "classifier":
         model, _, _ = load_pretrained(args.name)
-        metrics = {"test_accuracy": test_accuracy(model, cfg["dataset"], cfg["pad_to_32"])}
+        metrics = {
+            "test_accuracy": test_accuracy(model, cfg["dataset"], cfg["pad_to_32"]),
+            # the ceiling of "share as requested" for a model that samples the training data perfectly
+            "train_accuracy": share_as_requested(
+                model, *data.load_images(cfg["dataset"], "train", pad_to_32=cfg["pad_to_32"])
+            ),
+        }
     elif cfg["kind"] == "noisy-classifier":
         model, sched, _ = load_pretrained(args.name)
         metrics = {

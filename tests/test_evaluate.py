@@ -140,3 +140,22 @@ def test_editing_measures_read_every_network_as_its_own_card_says(monkeypatch):
     seen.clear()
     evaluate.evaluate_editing("control", "clf", 2, 3, 0)
     assert seen == [(control, "x_0"), (control.base, "v")]
+
+
+def test_a_classifier_card_gets_its_accuracy_on_the_test_and_the_training_images(monkeypatch):
+    """The training images' accuracy is the ceiling of "share as requested" for a conditional model judged by this
+    classifier (a model that samples the training data perfectly scores it), so the card records it beside the test's."""
+    x = torch.zeros(4, 1, 28, 28)
+    labels = {"train": torch.tensor([4, 4, 4, 1]), "test": torch.tensor([4, 1, 1, 1])}
+    monkeypatch.setattr(
+        evaluate.checkpoint,
+        "read_any_card",
+        lambda name: {"config": {"dataset": "mnist", "kind": "classifier", "pad_to_32": False}},
+    )
+    monkeypatch.setattr(evaluate, "load_pretrained", lambda name: (lambda im: torch.eye(10)[[4] * len(im)], None, None))
+    monkeypatch.setattr(data, "load_images", lambda dataset, split, pad_to_32=False: (x, labels[split]))
+    written = {}
+    monkeypatch.setattr(evaluate.checkpoint, "update_card", lambda name, updates: written.update(updates))
+    evaluate.main(["my-classifier"])
+    m = written["metrics"]
+    assert (m["test_accuracy"], m["train_accuracy"]) == (0.25, 0.75)
