@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from dlib import checkpoint, data
-from dlib.config import build_denoiser, config_from_dict
+from dlib.config import card_denoiser
 from dlib.denoiser import VP, Denoiser
 from dlib.metrics import CONFIDENT, confident_share, extract_features, fid_with_spread
 from dlib.nets import UNetConfig
@@ -562,7 +562,7 @@ def load_ema_denoiser(entry: Entry, out: Path, base: TrainConfig = BASE) -> tupl
     run_dir = Path(out) / entry.name
     if not entry.peer:
         net, sched, card = checkpoint.load_ema(run_dir)
-        return build_denoiser(config_from_dict(card["config"]), net, sched), card["state_sha256"]
+        return card_denoiser(card, net, sched), card["state_sha256"]
     tensors, card = checkpoint.read_state(run_dir)  # checked against the sha256 in its card
     cfg = PeerConfig(**{**card["config"], "unet": UNetConfig(**_tuples(card["config"]["unet"]))})
     net = peer_unet(cfg.unet)

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from dlib import data
-from dlib.config import build_denoiser, build_model, config_from_dict
+from dlib.config import build_model, card_denoiser, config_from_dict
 from dlib.data import DataError
 from dlib.denoiser import Denoiser
 from dlib.schedules import Schedule, get_schedule
@@ -178,7 +178,7 @@ def load_denoiser(name: str, device: torch.device | str = "cpu") -> Denoiser:
     model, sched, card = load_any(name, device)
     if card["config"].get("kind", "diffusion") != "diffusion":
         raise ValueError(f"{name} is a {card['config']['kind']}, not a diffusion model: it cannot be a teacher")
-    return build_denoiser(config_from_dict(card["config"]), model.requires_grad_(False), sched)
+    return card_denoiser(card, model.requires_grad_(False), sched)
 
 
 # --- shipped models ---

@@ -265,3 +265,9 @@ def build_denoiser(cfg: TrainConfig, net, sched: Schedule) -> Denoiser:
     "ct") its consistency function (``dlib.distill.ConsistencyModel``), sampled by ``sample_consistency``."""
     den = Denoiser(net, cfg.prediction, Flow() if cfg.prediction == "flow" else VP(sched))
     return ConsistencyModel(den) if cfg.distill in ("cd", "ct") else den
+
+
+def card_denoiser(card: dict, net, sched: Schedule) -> Denoiser:
+    """``build_denoiser`` with the config a card records (a shipped model's, or a run folder's card.json): ``net``
+    read as it was trained to predict. ``denoiser.eps_model`` of it is the same network read as eps_hat(x_t, t)."""
+    return build_denoiser(config_from_dict(card["config"]), net, sched)

@@ -39,7 +39,7 @@ import torch
 
 from dlib import checkpoint, data
 from dlib.checkpoint import load_pretrained
-from dlib.config import build_denoiser, config_from_dict
+from dlib.config import card_denoiser
 from dlib.controls import PRESETS, edge_map, iou, preset_mask
 from dlib.editing import sample_inpaint, seam
 from dlib.evaluate_audio import evaluate_audio_classifier, evaluate_speech, evaluate_vocoder
@@ -69,7 +69,7 @@ def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batc
     classifier, _, _ = load_pretrained(classifier_name)
     cfg = card["config"]
     gen = torch.Generator().manual_seed(seed)
-    den, shape = build_denoiser(config_from_dict(cfg), model, sched), image_shape(card)
+    den, shape = card_denoiser(card, model, sched), image_shape(card)
     distill, flow = cfg.get("distill"), cfg["prediction"] == "flow"
     if distill in ("cd", "ct"):  # notebook 12: a consistency model, in `steps` jumps from sigma_max (default one)
         steps = steps or 1
@@ -132,7 +132,7 @@ def evaluate_editing(name: str, classifier_name: str, n: int, steps: int, seed: 
     output minus the original's) and the mean |error| on the known pixels, beside replacement with the base model.
     ControlNet: the IoU of each sample's edge map with its control, with the control and without it (the base)."""
     model, sched, card = checkpoint.load_any(name)
-    den = build_denoiser(config_from_dict(card["config"]), model, sched)  # read as its card's prediction says
+    den = card_denoiser(card, model, sched)  # read as its card's prediction says
     classifier = load_pretrained(classifier_name)[0]
     x, y = data.load_images(card["config"]["dataset"], "test", limit=n)
 
@@ -152,7 +152,7 @@ def evaluate_editing(name: str, classifier_name: str, n: int, steps: int, seed: 
 
     base, _, base_card = checkpoint.load_any(card["config"]["base_of"])  # the U-Net it was fine-tuned from / steers
     if card["config"]["edit"] == "inpaint":
-        out, base_den = {}, build_denoiser(config_from_dict(base_card["config"]), base, sched)
+        out, base_den = {}, card_denoiser(base_card, base, sched)
         for kind in PRESETS:
             m = preset_mask(kind)
             out[kind] = {
@@ -160,7 +160,7 @@ def evaluate_editing(name: str, classifier_name: str, n: int, steps: int, seed: 
                 "replacement": scores(sample_inpaint(base_den, x, m, None, steps, generator=gen()), m),
             }
     else:  # the ControlNet's own frozen copy of the base, read as the base's card says
-        frozen = build_denoiser(config_from_dict(base_card["config"]), model.base, sched)
+        frozen = card_denoiser(base_card, model.base, sched)
         out = {
             "with_control": scores(sample_ddpm(den, noise(), None, steps, generator=gen(), control=edge_map(x))),
             "without_control": scores(sample_ddpm(frozen, noise(), None, steps, generator=gen())),

@@ -21,7 +21,7 @@ import torch
 
 from dlib import checkpoint
 from dlib.captions import DIGITS, GARMENTS, TRAINING_WORDING
-from dlib.config import build_denoiser, config_from_dict
+from dlib.config import card_denoiser
 from dlib.pipelines import LatentPipeline, UnCLIPPipeline, sample_guided
 from dlib.samplers import SAMPLERS
 from dlib.text import TextEncoder
@@ -109,7 +109,7 @@ def generate(
         counters = [CountCalls(model)]
         shape = image_shape(card)
         if kind == "unconditional":
-            den = build_denoiser(config_from_dict(cfg), counters[0], sched)
+            den = card_denoiser(card, counters[0], sched)
 
             def draw(i, j, gen):
                 x_T = torch.randn((j - i, *shape), generator=gen).to(device)

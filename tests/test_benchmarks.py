@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dlib import checkpoint, samplers
-from dlib.config import TrainConfig, build_denoiser, config_from_dict, config_to_dict
+from dlib.config import TrainConfig, card_denoiser, config_to_dict
 from dlib.denoiser import VP, Denoiser, convert
 from dlib.schedules import get_schedule
 from dlib.utils import CountCalls
@@ -71,7 +71,7 @@ def test_sampler_fid_caches_by_the_weights(tmp_path, monkeypatch):
 def test_sampler_overhead_samplers_take_the_cards_denoiser(prediction):
     for name, run in so.SAMPLERS.items():
         counted = CountCalls(exact_net(prediction))
-        den = build_denoiser(config_from_dict(card(prediction)["config"]), counted, SCHED)
+        den = card_denoiser(card(prediction), counted, SCHED)
         x = run(den, torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0)), torch.Generator())
         assert counted.calls > 0, name
         torch.testing.assert_close(x, torch.full_like(x, C), atol=1e-4, rtol=0, msg=name)

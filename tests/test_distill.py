@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from dlib import checkpoint
-from dlib.config import TrainConfig, build_denoiser, build_model, config_from_dict, config_to_dict
+from dlib.config import TrainConfig, build_denoiser, build_model, card_denoiser, config_from_dict, config_to_dict
 from dlib.denoiser import VE, VP, Denoiser, Flow, Prediction, euler_step
 from dlib.distill import (
     SIGMA_MAX,
@@ -540,12 +540,16 @@ def test_train_config_rejects_bad_consistency_options(kw):
 
 
 def test_config_round_trip_and_build_denoiser():
-    """ct_levels comes back as a tuple; build_denoiser gives a ConsistencyModel for cd / ct and a plain Denoiser for pd."""
+    """ct_levels comes back as a tuple; build_denoiser gives a ConsistencyModel for cd / ct and a plain Denoiser for pd,
+    and card_denoiser reads a card's recorded config the same way."""
     for kind in ("cd", "ct", "pd"):
         cfg = RECIPES[f"{kind}-tiny"]
         back = config_from_dict(config_to_dict(cfg))
         assert back == cfg and back.ct_levels == (2, 8) and isinstance(back.ct_levels, tuple)
-        den = build_denoiser(cfg, build_model(cfg, (1, 28, 28)), LINEAR)
+        net = build_model(cfg, (1, 28, 28))
+        den = build_denoiser(cfg, net, LINEAR)
+        from_card = card_denoiser({"config": config_to_dict(cfg)}, net, LINEAR)
+        assert type(from_card) is type(den) and from_card.prediction == den.prediction
         if kind == "pd":
             assert type(den) is Denoiser and den.prediction == "flow" and isinstance(den.process, Flow)
         else:
@@ -598,7 +602,7 @@ def test_distilled_consistency_model_loads_and_samples(tmp_path):
     cfg = dataclasses.replace(RECIPES["cd-tiny"], out_dir=str(tmp_path))
     train(cfg, progress=False)
     model, sched, card = checkpoint.load_ema(tmp_path / "cd-tiny")
-    cm = build_denoiser(config_from_dict(card["config"]), model, sched)
+    cm = card_denoiser(card, model, sched)
     assert isinstance(cm, ConsistencyModel) and card["image_shape"] == [1, 28, 28]
     x_T = SIGMA_MAX * torch.randn(3, 1, 28, 28, generator=g(0))
     for steps in (1, 2):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dlib import checkpoint, samplers
-from dlib.config import build_denoiser, config_from_dict
+from dlib.config import card_denoiser
 from dlib.generate import class_prompts, generate, image_shape, kind_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def test_unconditional_samples_are_the_samplers_own():
     model, sched, card = checkpoint.load_pretrained("mnist-unet")
     gen = torch.Generator().manual_seed(5)
     x_T = torch.randn((3, *image_shape(card)), generator=gen)
-    den = build_denoiser(config_from_dict(card["config"]), model, sched)
+    den = card_denoiser(card, model, sched)
     want = samplers.sample_dpm_solver(den, x_T, steps=4, generator=gen).clamp(-1, 1)
     torch.testing.assert_close(g.images, want)
     assert g.images.shape == (3, 1, 28, 28) and g.labels is None and g.prompts is None
