@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             metrics = evaluate_speech(args.name, "fsdd-vocoder", clf, ws, args.n_per_class, args.steps or 25, args.seed)
     elif cfg["kind"] == "classifier":
-        model, _, _ = load_pretrained(args.name)
+        model, _, _ = checkpoint.load_any(args.name)
         metrics = {
             "test_accuracy": test_accuracy(model, cfg["dataset"], cfg["pad_to_32"]),
             # the ceiling of "share as requested" for a model that samples the training data perfectly
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
         }
     elif cfg["kind"] == "noisy-classifier":
-        model, sched, _ = load_pretrained(args.name)
+        model, sched, _ = checkpoint.load_any(args.name)
         metrics = {
             "test_accuracy_at_t": noisy_test_accuracy(model, sched, cfg["dataset"], seed=args.seed),
             "accuracy_settings": f"the {cfg['dataset']} test set noised by q_sample at each t, one noise draw (seed {args.seed})",

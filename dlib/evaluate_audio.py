@@ -127,7 +127,7 @@ def speech_sweep(
 
 def evaluate_audio_classifier(name: str) -> dict:
     """A spoken-digit classifier's accuracy on held-out recordings (``dataset`` "fsdd-mel" or "fsdd-mel:SPEAKER")."""
-    model, _, card = load_pretrained(name)
+    model, _, card = checkpoint.load_any(name)
     _, _, speaker = card["config"]["dataset"].partition(":")
     x, y = audio.mel_images("test", speaker or None)
     out = {"test_accuracy": round(share_as_requested(model, x, y), 4)}
@@ -140,7 +140,7 @@ def evaluate_audio_classifier(name: str) -> dict:
 
 
 def evaluate_vocoder(name: str, classifier_name: str, n: int, seed: int) -> dict:
-    vocoder, _, _ = load_pretrained(name)
+    vocoder, _, _ = checkpoint.load_any(name)
     classifier, _, _ = load_pretrained(classifier_name)
     x, y = audio.clips("test")
     searched = searched_schedules(vocoder, x[-N_SEARCH:], seed)
@@ -158,7 +158,7 @@ def evaluate_vocoder(name: str, classifier_name: str, n: int, seed: int) -> dict
 def evaluate_speech(
     name: str, vocoder_name: str, classifier_name: str, ws, per_digit: int, steps: int, seed: int
 ) -> dict:
-    mel_unet, sched, _ = load_pretrained(name)
+    mel_unet, sched, _ = checkpoint.load_any(name)
     vocoder, _, vcard = load_pretrained(vocoder_name)
     classifier, _, _ = load_pretrained(classifier_name)
     six = torch.tensor(vcard["metrics"]["searched_betas"]["6 steps (searched)"], dtype=torch.float64)

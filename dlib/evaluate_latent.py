@@ -20,7 +20,7 @@ from dlib.metrics import classifier_fid, predictions, share_as_requested
 def evaluate_autoencoder(name: str, classifier_name: str) -> dict:
     """Reconstructions of the whole test set (posterior means decoded): L1 error, the classifier's accuracy on
     originals and reconstructions, the compression, and the latents' scale."""
-    ae, _, card = load_pretrained(name)
+    ae, _, card = checkpoint.load_any(name)
     classifier, _, _ = load_pretrained(classifier_name)
     x, y = data.load_images(card["config"]["dataset"], "test")
     means = torch.cat([ae.encode(x[i : i + 500]).mean for i in range(0, len(x), 500)])
@@ -41,7 +41,7 @@ def evaluate_contrastive(name: str) -> dict:
     test images nearest to each class prompt that are of that class."""
     from dlib.text import TextEncoder
 
-    clip, _, card = load_pretrained(name)
+    clip, _, card = checkpoint.load_any(name)
     x, y = data.load_images(card["config"]["dataset"], "test")
     prompts = class_prompts(card["config"]["dataset"])
     images = torch.cat([clip.image_embedding(x[i : i + 1000]) for i in range(0, len(x), 1000)])
@@ -60,7 +60,7 @@ def evaluate_pipeline(
     """Share of samples classified as the class its prompt names (one training wording per class) and their
     classifier-feature FID against the test set, for a latent text U-Net (``LatentPipeline``), an unCLIP decoder
     with its prior (``UnCLIPPipeline``) or a pixel-space text U-Net, all sampled alike (DDIM, guided)."""
-    card = checkpoint.read_card(name)
+    card = checkpoint.read_any_card(name)
     classifier, _, _ = load_pretrained(classifier_name)
     prompts = class_prompts(card["config"]["dataset"])
     # batch k holds the n_per_prompt samples of class k, drawn with a generator seeded seed + k

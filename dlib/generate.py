@@ -79,14 +79,14 @@ def generate(
     device: torch.device | str = "cpu",
     prior: str | None = None,
 ) -> Generated:
-    """``n`` samples of the shipped model ``name`` (see the module docstring). ``steps=None`` runs DDPM over
+    """``n`` samples of the shipped model ``name``, or of a training run folder's EMA (see the module docstring). ``steps=None`` runs DDPM over
     all T steps; batch b of ``batch`` samples starts from a generator seeded ``seed + b``, so a prefix of a
     larger run is the smaller run."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
     if n < 1 or batch < 1:
         raise ValueError(f"n and batch must be positive, got n={n}, batch={batch}")
-    card = checkpoint.read_card(name)
+    card = checkpoint.read_any_card(name)
     kind, cfg = kind_of(card), card["config"]
     labels = None if kind == "unconditional" else (torch.arange(n) * 10 // n)  # balanced, grouped by class
     prompts = None if kind in ("unconditional", "class") else [class_prompts(cfg["dataset"])[k] for k in labels]
@@ -105,7 +105,7 @@ def generate(
             pipe.prior, pipe.decoder = counters
         draw = lambda i, j, gen: pipe(prompts[i:j], w=w, steps=steps, sampler=sampler, generator=gen)  # noqa: E731
     else:
-        model, sched, _ = checkpoint.load_pretrained(name, device)
+        model, sched, _ = checkpoint.load_any(name, device)
         counters = [CountCalls(model)]
         shape = image_shape(card)
         if kind == "unconditional":

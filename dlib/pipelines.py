@@ -49,14 +49,14 @@ class LatentPipeline:
     @classmethod
     def load(cls, name: str, device: torch.device | str = "cpu") -> LatentPipeline:
         """The shipped latent U-Net ``name`` with the autoencoder it was trained on (its card's ``latent_of``)."""
-        unet, sched, card = checkpoint.load_pretrained(name, device)
+        unet, sched, card = checkpoint.load_any(name, device)
         cfg = card["config"]
         if not cfg.get("latent_of") or cfg["unet"].get("context_dim") != TextEncoder.dim or cfg.get("embed_of"):
             raise ValueError(
                 f"{name} is not a text-conditional latent U-Net: its card needs latent_of, no embed_of (an unCLIP "
                 f"decoder) and unet.context_dim = {TextEncoder.dim} (the sentence encoder's token width)"
             )
-        ae, _, ae_card = checkpoint.load_pretrained(cfg["latent_of"], device)
+        ae, _, ae_card = checkpoint.load_any(cfg["latent_of"], device)
         size = ae_card["image_shape"][-1]
         return cls(unet, sched, ae, TextEncoder(device), size, cfg["prediction"])
 
@@ -95,15 +95,15 @@ class UnCLIPPipeline:
     @classmethod
     def load(cls, prior: str, decoder: str, device: torch.device | str = "cpu") -> UnCLIPPipeline:
         """The shipped prior and decoder, with the contrastive model and autoencoder their cards name."""
-        p, p_sched, p_card = checkpoint.load_pretrained(prior, device)
-        d, d_sched, d_card = checkpoint.load_pretrained(decoder, device)
+        p, p_sched, p_card = checkpoint.load_any(prior, device)
+        d, d_sched, d_card = checkpoint.load_any(decoder, device)
         pc, dc = p_card["config"], d_card["config"]
         if pc["kind"] != "prior" or not dc.get("latent_of") or not dc.get("embed_of"):
             raise ValueError(f"expected a prior and a latent decoder conditioned on embeddings, got {prior}, {decoder}")
         if pc["embed_of"] != dc["embed_of"]:
             raise ValueError(f"{prior} and {decoder} use different embeddings: {pc['embed_of']} vs {dc['embed_of']}")
-        clip = checkpoint.load_pretrained(pc["embed_of"], device)[0]
-        ae, _, ae_card = checkpoint.load_pretrained(dc["latent_of"], device)
+        clip = checkpoint.load_any(pc["embed_of"], device)[0]
+        ae, _, ae_card = checkpoint.load_any(dc["latent_of"], device)
         size = ae_card["image_shape"][-1]
         return cls(p, p_sched, d, d_sched, clip, ae, TextEncoder(device), size, pc["prediction"], dc["prediction"])
 

@@ -105,6 +105,26 @@ def test_a_run_in_progress_is_measured_beside_its_checkpoints(tmp_path):
     assert (data.data_dir() / "MANIFEST.sha256").read_bytes() == manifest  # data/models untouched
 
 
+def test_a_text_run_in_progress_is_scored_on_class_prompts_with_its_own_weights(tmp_path):
+    """`python -m dlib.evaluate RUN_DIR --class-prompts` samples the run's EMA (generate reads run folders as
+    load_any does), not the shipped model of the same recipe, and keeps the scores beside the run."""
+    import dataclasses
+    import json
+
+    from dlib.generate import generate
+    from dlib.recipes import RECIPES
+    from dlib.train import train
+
+    train(dataclasses.replace(RECIPES["mnist-text-tiny"], out_dir=str(tmp_path), steps=2), progress=False)
+    run = tmp_path / "mnist-text-tiny"
+    evaluate.main([str(run), "--class-prompts", "--n-per-prompt", "2", "--steps", "2"])
+    done = json.loads((run / "evaluations.json").read_text())
+    assert [e["step"] for e in done] == [2] and len(done[0]["per_class"]) == 10 and done[0]["class_prompts_fid"] > 0
+    ours = generate(str(run), 4, steps=2, seed=0, batch=4).images
+    shipped = generate("mnist-text-unet", 4, steps=2, seed=0, batch=4).images
+    assert ours.shape == shipped.shape and not torch.allclose(ours, shipped)
+
+
 def test_editing_measures_read_every_network_as_its_own_card_says(monkeypatch):
     """evaluate_editing hands the samplers Denoisers built from each card (the edit model's, and its base's for
     replacement and for the ControlNet's frozen copy), never a bare network that a sampler would read as eps."""
@@ -152,7 +172,9 @@ def test_a_classifier_card_gets_its_accuracy_on_the_test_and_the_training_images
         "read_any_card",
         lambda name: {"config": {"dataset": "mnist", "kind": "classifier", "pad_to_32": False}},
     )
-    monkeypatch.setattr(evaluate, "load_pretrained", lambda name: (lambda im: torch.eye(10)[[4] * len(im)], None, None))
+    monkeypatch.setattr(
+        evaluate.checkpoint, "load_any", lambda name: (lambda im: torch.eye(10)[[4] * len(im)], None, None)
+    )
     monkeypatch.setattr(data, "load_images", lambda dataset, split, pad_to_32=False: (x, labels[split]))
     written = {}
     monkeypatch.setattr(evaluate.checkpoint, "update_card", lambda name, updates: written.update(updates))
