@@ -53,8 +53,8 @@ test-gpu: lint  ## the same commands at the gpu budget, on a CUDA machine
 notebooks: $(STAMP)  ## regenerate notebooks/ from solutions/ and execute both at the cpu budget
 	$(BIN)/python tools/build_notebooks.py --execute --budget cpu
 
-timings: $(STAMP)  ## time every notebook at BUDGET (default smoke) without touching the repo
-	$(BIN)/python tools/build_notebooks.py --execute --budget $(or $(BUDGET),smoke) --out build/timed
+timings: $(STAMP)  ## time every notebook (solutions/) at BUDGET (default smoke) without touching the repo
+	$(BIN)/python tools/build_notebooks.py --execute --solutions-only --budget $(or $(BUDGET),smoke) --out build/timed
 
 site: $(STAMP)  ## the course as an offline static website: build/site/html/index.html
 	$(BIN)/python tools/build_site.py

@@ -111,3 +111,13 @@ def test_carried_widget_outputs_keep_their_own_widget_state():
     assert B.keep_outputs(old, new) and new.metadata["widgets"] == old.metadata["widgets"]
     changed = nb("show(1)", {"solution-run": {}})
     assert not B.keep_outputs(old, changed) and "widgets" not in changed.metadata  # no outputs, no state
+
+
+@pytest.mark.parametrize("solutions_only", [False, True])
+def test_solutions_only_executes_just_the_solutions_copies(solutions_only, monkeypatch, tmp_path):
+    ran = []
+    monkeypatch.setattr(B, "execute", lambda paths, budget, out: ran.extend(paths) or {})
+    monkeypatch.setattr(B, "ROOT", tmp_path)  # the timings log goes here, not into build/
+    argv = ["--execute", "--budget", "smoke", "--out", str(tmp_path / "timed"), "--only", "01_forward_process.ipynb"]
+    assert B.main(argv + (["--solutions-only"] if solutions_only else [])) == 0
+    assert [p.parent.name for p in ran] == (["solutions"] if solutions_only else ["solutions", "notebooks"])
