@@ -212,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write executed copies here instead of in place")
     parser.add_argument("--only", nargs="*", help="notebook file names to execute (default: all)")
     parser.add_argument(
-        "--solutions-only", action="store_true", help="execute only the solutions/ copies (what README's timings table quotes)"
+        "--solutions-only",
+        action="store_true",
+        help="execute only the solutions/ copies (what README's timings table quotes)",
     )
     args = parser.parse_args(argv)
 
