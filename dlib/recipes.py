@@ -50,7 +50,7 @@ RECIPES: dict[str, TrainConfig] = {
     ),
     # The text-conditional U-Net: the same recipe, with cross-attention from the 7x7 and middle attention blocks to
     # the caption's MiniLM token embeddings (dlib.text), 10% null prompts: 407,201 parameters. 40,000 steps at batch
-    # 128 (85 epochs), 16,169 s (4.5 h) on one thread of AMD EPYC hosts with AVX512-BF16, over three sittings, beside
+    # 128 (85 epochs), 16,169 s (4.5 h) on one thread of AMD EPYC hosts (bf16 autocast), over three sittings, beside
     # other work on the second core (training/README.md). The learning rate is constant after warm-up.
     "mnist-text-unet": TrainConfig(
         name="mnist-text-unet", steps=40_000, batch_size=128, lr=1e-3, warmup=200, ckpt_every=100,
