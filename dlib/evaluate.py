@@ -38,7 +38,6 @@ from pathlib import Path
 import torch
 
 from dlib import checkpoint, data
-from dlib.checkpoint import load_pretrained
 from dlib.config import card_denoiser
 from dlib.controls import PRESETS, edge_map, iou, preset_mask
 from dlib.editing import sample_inpaint, seam
@@ -66,7 +65,7 @@ FLOOR_DRAWS = 10  # draws of real images for the real-vs-real floor: one draw al
 
 def evaluate_diffusion(name: str, classifier_name: str, n: int, steps: int, batch: int, seed: int) -> dict:
     model, sched, card = checkpoint.load_any(name)
-    classifier, _, _ = load_pretrained(classifier_name)
+    classifier, _, _ = checkpoint.load_any(classifier_name)
     cfg = card["config"]
     gen = torch.Generator().manual_seed(seed)
     den, shape = card_denoiser(card, model, sched), image_shape(card)
@@ -133,7 +132,7 @@ def evaluate_editing(name: str, classifier_name: str, n: int, steps: int, seed: 
     ControlNet: the IoU of each sample's edge map with its control, with the control and without it (the base)."""
     model, sched, card = checkpoint.load_any(name)
     den = card_denoiser(card, model, sched)  # read as its card's prediction says
-    classifier = load_pretrained(classifier_name)[0]
+    classifier = checkpoint.load_any(classifier_name)[0]
     x, y = data.load_images(card["config"]["dataset"], "test", limit=n)
 
     def scores(out, mask=None) -> dict:
@@ -172,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
     parser.add_argument(
-        "--classifier", default=None, help="feature network for FID (default: the dataset's classifier)"
+        "--classifier",
+        default=None,
+        help="the classifier that judges and gives FID features: a shipped name or a run folder (default: the dataset's)",
     )
     parser.add_argument("--n", type=int, default=1000, help="number of generated samples for FID")
     parser.add_argument(

@@ -141,7 +141,7 @@ def evaluate_audio_classifier(name: str) -> dict:
 
 def evaluate_vocoder(name: str, classifier_name: str, n: int, seed: int) -> dict:
     vocoder, _, _ = checkpoint.load_any(name)
-    classifier, _, _ = load_pretrained(classifier_name)
+    classifier, _, _ = checkpoint.load_any(classifier_name)
     x, y = audio.clips("test")
     searched = searched_schedules(vocoder, x[-N_SEARCH:], seed)
     rows, _ = vocoder_table(vocoder, classifier, x[:n], y[:n], schedules(searched), seed)
@@ -160,7 +160,7 @@ def evaluate_speech(
 ) -> dict:
     mel_unet, sched, _ = checkpoint.load_any(name)
     vocoder, _, vcard = load_pretrained(vocoder_name)
-    classifier, _, _ = load_pretrained(classifier_name)
+    classifier, _, _ = checkpoint.load_any(classifier_name)
     six = torch.tensor(vcard["metrics"]["searched_betas"]["6 steps (searched)"], dtype=torch.float64)
     rows, _ = speech_sweep(mel_unet, sched, vocoder, classifier, six, ws, per_digit, steps, seed)
     return {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 from dlib import checkpoint, data
-from dlib.checkpoint import load_pretrained
 from dlib.generate import image_shape
 from dlib.guidance import guided_samples
 from dlib.metrics import classifier_fid, predictions, share_as_requested
@@ -23,7 +22,7 @@ def guidance_sweep(name: str, classifier_name: str, ws, n_per_class: int, steps:
     """For each w: share of guided samples the classifier assigns to the requested class, and their
     classifier-feature FID against the test set. Every w starts from the same noise (seed)."""
     model, sched, card = checkpoint.load_any(name)
-    classifier, _, _ = load_pretrained(classifier_name)
+    classifier, _, _ = checkpoint.load_any(classifier_name)
     x_test, _ = data.load_images(card["config"]["dataset"], "test")
     labels = torch.arange(10).repeat_interleave(n_per_class)
     share, fid, pred = [], [], card["config"]["prediction"]
@@ -51,7 +50,7 @@ def text_prompt_scores(name: str, classifier_name: str, w: float, n_per_prompt: 
     from dlib.text import TextEncoder
 
     model, sched, card = checkpoint.load_any(name)
-    classifier, _, _ = load_pretrained(classifier_name)
+    classifier, _, _ = checkpoint.load_any(classifier_name)
     encoder = TextEncoder()
     sets = {"held_out": list(HELD_OUT[card["config"]["dataset"]])}
     if card["config"]["dataset"] == "mnist":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 from dlib import checkpoint, data
-from dlib.checkpoint import load_pretrained
 from dlib.generate import class_prompts, generate
 from dlib.metrics import classifier_fid, predictions, share_as_requested
 
@@ -21,7 +20,7 @@ def evaluate_autoencoder(name: str, classifier_name: str) -> dict:
     """Reconstructions of the whole test set (posterior means decoded): L1 error, the classifier's accuracy on
     originals and reconstructions, the compression, and the latents' scale."""
     ae, _, card = checkpoint.load_any(name)
-    classifier, _, _ = load_pretrained(classifier_name)
+    classifier, _, _ = checkpoint.load_any(classifier_name)
     x, y = data.load_images(card["config"]["dataset"], "test")
     means = torch.cat([ae.encode(x[i : i + 500]).mean for i in range(0, len(x), 500)])
     rec = torch.cat([ae.decode(means[i : i + 500]).clamp(-1, 1) for i in range(0, len(x), 500)])
@@ -61,7 +60,7 @@ def evaluate_pipeline(
     classifier-feature FID against the test set, for a latent text U-Net (``LatentPipeline``), an unCLIP decoder
     with its prior (``UnCLIPPipeline``) or a pixel-space text U-Net, all sampled alike (DDIM, guided)."""
     card = checkpoint.read_any_card(name)
-    classifier, _, _ = load_pretrained(classifier_name)
+    classifier, _, _ = checkpoint.load_any(classifier_name)
     prompts = class_prompts(card["config"]["dataset"])
     # batch k holds the n_per_prompt samples of class k, drawn with a generator seeded seed + k
     g = generate(name, 10 * n_per_prompt, sampler="ddim", steps=steps, w=w, seed=seed, batch=n_per_prompt, prior=prior)

@@ -60,7 +60,6 @@ def test_guidance_sweep_and_prompt_scores_report_every_setting(monkeypatch):
         ),
         "clf": (lambda x: torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float(), None, {}),
     }
-    monkeypatch.setattr(evaluate_guidance, "load_pretrained", lambda name: models[name])
     monkeypatch.setattr(evaluate_guidance.checkpoint, "load_any", lambda name: models[name])
     monkeypatch.setattr(evaluate_guidance, "classifier_fid", lambda clf, a, b: 1.0)
     monkeypatch.setattr(data, "load_images", lambda dataset, split: (torch.zeros(8, 1, 28, 28), torch.zeros(8)))
@@ -150,8 +149,10 @@ def test_editing_measures_read_every_network_as_its_own_card_says(monkeypatch):
         seen.append((model.net, model.prediction) if isinstance(model, Denoiser) else (model, "a bare network"))
         return x.clamp(-1, 1)
 
-    monkeypatch.setattr(evaluate.checkpoint, "load_any", lambda name: (nets[name], sched, cards[name]))
-    monkeypatch.setattr(evaluate, "load_pretrained", lambda name: (lambda x: torch.zeros(len(x), 10), None, {}))
+    clf = (lambda x: torch.zeros(len(x), 10), None, {})
+    monkeypatch.setattr(
+        evaluate.checkpoint, "load_any", lambda name: clf if name == "clf" else (nets[name], sched, cards[name])
+    )
     monkeypatch.setattr(data, "load_images", lambda dataset, split, limit: (torch.zeros(2, 1, 28, 28), torch.zeros(2)))
     monkeypatch.setattr(evaluate, "sample_ddpm", sampler)
     monkeypatch.setattr(evaluate, "sample_inpaint", sampler)
