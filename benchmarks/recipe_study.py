@@ -162,6 +162,14 @@ STUDY: list[Entry] = [
         {"unet": {"base_channels": 16}, "lr": 1e-3, "warmup": 200},
         peer=True,
     ),
+    # seed reruns: the same entries with another training seed (initial weights, batches, noise), so that the
+    # table's differences can be read against the run-to-run spread, which the bootstrap std does not include
+    Entry("baseline-seed1", "the baseline, training seed 1", {"seed": 1}),
+    Entry(
+        "width-16-min-snr5-v-seed1",
+        "the pick (round two), training seed 1",
+        {"unet": {"base_channels": 16}, "prediction": "v", "weighting": "min_snr", "snr_gamma": 5.0, "seed": 1},
+    ),
 ]  # fmt: skip
 ENTRIES = {e.name: e for e in STUDY}
 

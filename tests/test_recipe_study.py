@@ -97,6 +97,9 @@ def test_entries_build_their_configs():
     assert rs.train_config(rs.ENTRIES["baseline"], Path("o"), 5).unet == rs.BASE.unet
     assert rs.train_config(rs.ENTRIES["width-16-noattn"], Path("o"), 5).unet.attention_levels == ()
     assert rs.peer_config(rs.ENTRIES["diffusers-peer"], Path("o"), 5).lr == 1e-4
+    for rerun, of in (("baseline-seed1", "baseline"), ("width-16-min-snr5-v-seed1", "width-16-min-snr5-v")):
+        a, b = (rs.train_config(rs.ENTRIES[n], Path("o"), 5) for n in (rerun, of))
+        assert (a.seed, b.seed) == (1, 0) and dataclasses.replace(a, name=b.name, seed=0) == b  # only the seed differs
 
 
 @needs_diffusers
