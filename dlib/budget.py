@@ -2,7 +2,9 @@
 
 ``smoke``: CI on a 2-core CPU, about a minute per notebook, every assertion still meaningful.
 ``cpu``: a learner's laptop, a few minutes, good-looking results from shipped checkpoints.
-``gpu``: trains from scratch, a few minutes per notebook on one modern GPU.
+``gpu``: bigger samples, and the from-scratch trainings (04, 06 and 07) on one CUDA GPU; the host's side of
+each step paces them, not the GPU's arithmetic (mnist-unet: about 19 steps/s on an H200, so 35 minutes for 04's
+40,000 steps; docs/GPU_RUN.md).
 ``auto``: ``gpu`` if CUDA is available, else ``cpu``.
 
 The environment variable ``DLIB_BUDGET`` overrides whatever the notebook asked for, so a test

@@ -30,3 +30,13 @@ def test_measured_times_reads_the_readme_table_and_names_a_missing_marker():
     assert float(times["01"]["smoke"]) > 0  # seconds, as measured
     with pytest.raises(ValueError, match="timings-table"):
         budget.measured_times("a README without the table")
+
+
+def test_default_device_turns_off_tf32_convolutions_on_cuda(monkeypatch):
+    from dlib.utils import default_device
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # PyTorch's default; restored after the test
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device().type == "cpu" and torch.backends.cudnn.allow_tf32  # the CPU leaves it alone
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device().type == "cuda" and not torch.backends.cudnn.allow_tf32

@@ -68,7 +68,9 @@ def test_run_time_sentence_comes_from_the_readme_table():
     assert times["05"] == {"notebook": "05 sampling", "smoke": "44.0", "cpu": "280.0", "gpu": "31.5"}
     one = B.run_time_sentence("01", times)
     assert "8 s at `smoke`, 12 s at `cpu`; `gpu` not yet measured." in one
-    assert "44 s at `smoke`, 4.7 min at `cpu`, 32 s at `gpu`." in B.run_time_sentence("05", times)
+    assert "44 s at `smoke`, 4.7 min at `cpu`; 32 s at `gpu` (on a GPU: see the README)." in B.run_time_sentence(
+        "05", times
+    )
     with pytest.raises(KeyError, match="no row for notebook 07"):
         B.run_time_sentence("07", times)
 

@@ -91,12 +91,14 @@ def run_time_sentence(number: str, times: dict[str, dict[str, str]]) -> str:
     if number not in times:
         raise KeyError(f"README.md's timings table has no row for notebook {number}")
     row = times[number]
-    parts = [f"{d} at `{b}`" for b in ("smoke", "cpu", "gpu") if (d := _duration(row.get(b, "")))]
+    parts = [f"{d} at `{b}`" for b in ("smoke", "cpu") if (d := _duration(row.get(b, "")))]
     unmeasured = [f"`{b}`" for b in ("smoke", "cpu", "gpu") if not _duration(row.get(b, ""))]
     text = (
         "Run time on the course's reference machine (2 CPU cores, no GPU; the README's measured table): "
         + ", ".join(parts)
     )
+    if gpu := _duration(row.get("gpu", "")):  # measured elsewhere: the GPU the README's table names
+        text += f"; {gpu} at `gpu` (on a GPU: see the README)"
     if unmeasured:
         text += "; " + " and ".join(unmeasured) + " not yet measured"
     return f"<!-- run-time -->{text}.<!-- /run-time -->"

@@ -3,8 +3,8 @@
 Two kinds of numbers go into a plan, and the generated file keeps them apart:
 
 - **measured**: each notebook's run time at a budget, read from README.md's "Measured run times" table (the one
-  source, parsed by ``tools/build_notebooks.py``'s ``measured_times``); a budget the table does not give a number
-  for (``gpu`` today) is never planned;
+  source, parsed by ``tools/build_notebooks.py``'s ``measured_times``); only ``smoke`` and ``cpu`` are planned
+  (``gpu`` is measured for a few notebooks only);
 - **planned**: the minutes of teaching and discussion per notebook, of each live exercise by tier, of breaks.
   These are choices, set below in ``TEACHING_MIN``, ``EXERCISE_MIN`` and the plans themselves; change them here.
 
@@ -438,8 +438,8 @@ def render(readme: str | None = None) -> str:
         f"A notebook runs live at `cpu` when its measured cpu run takes at most {LIVE_CPU_LIMIT_S} s "
         f"({LIVE_CPU_LIMIT_S / 60:g} min); otherwise at `smoke` (every check still runs, the figures are rougher). "
         "Learners set it for the whole session by starting JupyterLab as `DLIB_BUDGET=smoke make lab`, or per "
-        'notebook in the first code cell (`BUDGET = "cpu"`). The `gpu` budget has no measured run time yet, so no '
-        "plan uses it; on a GPU machine `auto` picks it, and the times below do not apply.",
+        'notebook in the first code cell (`BUDGET = "cpu"`). The `gpu` budget is measured for a few notebooks only '
+        "(README.md's table), so no plan uses it; on a GPU machine `auto` picks it, and the times below do not apply.",
         "",
         "| notebook | smoke (measured) | cpu (measured) | live budget |",
         "|---|---|---|---|",

@@ -189,8 +189,8 @@ multistep = dict(
     hint=[
         "Jump to f(x, sigmas[0]). Then, for each next level, put noise back to that level and jump again. The jump "
         "lands at sigma_min, not at 0, so the noise to add is what takes sigma_min up to the next level. Return the "
-        "last jump, with no noise after it. Draw each fresh noise with torch.randn(x.shape, generator=g, "
-        "dtype=x.dtype), g = torch.Generator().manual_seed(seed).",
+        "last jump, with no noise after it. Draw each fresh noise with randn_like(x, g) (dlib.utils), "
+        "g = torch.Generator().manual_seed(seed).",
         "x = f(x_T, sigmas[0]); for s in sigmas[1:]: x = x + sqrt(s^2 - sigma_min^2) z; x = f(x, s). "
         "(Song et al. 2023, Algorithm 1.)",
     ],
