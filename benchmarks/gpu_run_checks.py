@@ -42,11 +42,13 @@ def ode_floor() -> None:
     for tol in (1e-5, 1e-7):
         ref = sample_pf_ode(model, x_T, sched, rtol=tol, atol=tol)
         for k in (40, 80, 160):
-            runs = {
+            runs = {  # notebook 05's grids (DDIM and DPM-Solver++ on trailing indices, Heun on Karras sigmas), then swapped
                 "DDIM": sample_ddim(model, x_T, sched, k),
                 "Heun": sample_heun(model, x_T, sched, (k + 1) // 2),
                 "DPM-Solver++ 2M": sample_dpm_solver(model, x_T, sched, k, order=2),
                 "DPM-Solver++ 3M": sample_dpm_solver(model, x_T, sched, k, order=3),
+                "Heun, trailing": sample_heun(model, x_T, sched, (k + 1) // 2, spacing="trailing"),
+                "DPM-Solver++ 2M, Karras": sample_dpm_solver(model, x_T, sched, k, order=2, spacing="karras"),
             }
             rms = ", ".join(f"{n} {(x - ref).pow(2).mean().sqrt().item():.4f}" for n, x in runs.items())
             print(f"RK45 tolerance {tol:g}, {k} calls: RMS to its end point: {rms}", flush=True)
