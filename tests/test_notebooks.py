@@ -18,20 +18,10 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
 def test_solution_notebook_runs(path, monkeypatch):
-    papermill = pytest.importorskip("papermill")
-    import kernel_channels  # noqa: PLC0415 - after papermill, which brings jupyter_client
+    pytest.importorskip("papermill")
+    from build_notebooks import run_papermill  # noqa: PLC0415 - after the skip: it imports papermill
 
-    kernel_channels.install()  # no lost-wakeup hang on the widget cells (tools/kernel_channels.py)
     budget = os.environ.get("DLIB_BUDGET", "smoke")
-    monkeypatch.setenv("DLIB_BUDGET", budget)
+    monkeypatch.setenv("DLIB_BUDGET", budget)  # restored after the test (run_papermill sets both)
     monkeypatch.setenv("DLIB_REQUIRE_SOLVED", "1")
-    out = ROOT / "build" / "executed" / budget / path.name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(path),
-        str(out),
-        parameters={"BUDGET": budget},
-        kernel_name="diffusion-course",
-        cwd=str(path.parent),
-        progress_bar=False,
-    )
+    run_papermill(path, ROOT / "build" / "executed" / budget / path.name, budget)

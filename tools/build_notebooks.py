@@ -206,6 +206,29 @@ def execute(paths: list[Path], budget: str, out_dir: Path | None, timeout: int =
     return times
 
 
+def run_papermill(path: Path, out: Path, budget: str) -> None:
+    """Execute one notebook with papermill at ``budget`` into ``out``, as `make test` and `make test-gpu` do.
+
+    The ``BUDGET`` parameter cell is set, DLIB_BUDGET too, and DLIB_REQUIRE_SOLVED=1 makes every exercise checker
+    fail loudly on an unsolved stub. The kernel is the course's, started in the notebook's folder.
+    """
+    import papermill
+    from kernel_channels import install  # after papermill, which brings jupyter_client
+
+    install()  # no lost-wakeup hang on the widget cells (tools/kernel_channels.py)
+    os.environ["DLIB_BUDGET"] = budget
+    os.environ["DLIB_REQUIRE_SOLVED"] = "1"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(path),
+        str(out),
+        parameters={"BUDGET": budget},
+        kernel_name=KERNEL,
+        cwd=str(path.parent),
+        progress_bar=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only check that notebooks/ is in sync")

@@ -2,7 +2,7 @@
 
     python tools/gpu_notebooks.py --limit 480 --out build/gpu 02_noise_schedules.ipynb 08_editing.ipynb
 
-It runs what `make test-gpu`'s papermill half runs (tests/test_notebooks.py: papermill, the `BUDGET` parameter,
+It runs what `make test-gpu`'s papermill half runs (`build_notebooks.run_papermill`: the `BUDGET` parameter,
 DLIB_REQUIRE_SOLVED=1), one process per notebook, with two differences for a GPU that is lent for minutes rather
 than hours: the notebooks run at the same time, so each one's time is an upper bound on its time alone; and a
 notebook that fails, or is stopped at the limit, still leaves its executed copy (papermill saves it cell by cell),
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -27,24 +26,12 @@ SOLUTIONS = ROOT / "solutions"
 
 def run_one(name: str, out: Path, budget: str) -> dict:
     """Execute solutions/NAME at ``budget`` into OUT/NAME; return its seconds and status."""
-    import papermill
-
     sys.path.insert(0, str(ROOT / "tools"))
-    import kernel_channels  # after papermill, which brings jupyter_client
+    from build_notebooks import run_papermill
 
-    kernel_channels.install()  # no lost-wakeup hang on the widget cells (tools/kernel_channels.py)
-    os.environ["DLIB_BUDGET"] = budget
-    os.environ["DLIB_REQUIRE_SOLVED"] = "1"
     start, status = time.perf_counter(), "ok"
     try:
-        papermill.execute_notebook(
-            str(SOLUTIONS / name),
-            str(out / name),
-            parameters={"BUDGET": budget},
-            kernel_name="diffusion-course",
-            cwd=str(SOLUTIONS),
-            progress_bar=False,
-        )
+        run_papermill(SOLUTIONS / name, out / name, budget)
     except Exception as e:  # the executed copy shows the failing cell; keep the error's last lines
         status = f"failed: {type(e).__name__}: {str(e).strip()[-2000:]}"
     return {"seconds": round(time.perf_counter() - start, 1), "status": status}
