@@ -170,6 +170,12 @@ STUDY: list[Entry] = [
         "the pick (round two), training seed 1",
         {"unet": {"base_channels": 16}, "prediction": "v", "weighting": "min_snr", "snr_gamma": 5.0, "seed": 1},
     ),
+    Entry(
+        "diffusers-peer-width-16-lr1e-3-seed1",
+        "the fair peer (16/32/32, lr 1e-3, warm-up 200), training seed 1",
+        {"unet": {"base_channels": 16}, "lr": 1e-3, "warmup": 200, "seed": 1},
+        peer=True,
+    ),
 ]  # fmt: skip
 ENTRIES = {e.name: e for e in STUDY}
 

@@ -97,8 +97,13 @@ def test_entries_build_their_configs():
     assert rs.train_config(rs.ENTRIES["baseline"], Path("o"), 5).unet == rs.BASE.unet
     assert rs.train_config(rs.ENTRIES["width-16-noattn"], Path("o"), 5).unet.attention_levels == ()
     assert rs.peer_config(rs.ENTRIES["diffusers-peer"], Path("o"), 5).lr == 1e-4
-    for rerun, of in (("baseline-seed1", "baseline"), ("width-16-min-snr5-v-seed1", "width-16-min-snr5-v")):
-        a, b = (rs.train_config(rs.ENTRIES[n], Path("o"), 5) for n in (rerun, of))
+    for rerun, of in (
+        ("baseline-seed1", "baseline"),
+        ("width-16-min-snr5-v-seed1", "width-16-min-snr5-v"),
+        ("diffusers-peer-width-16-lr1e-3-seed1", "diffusers-peer-width-16-lr1e-3"),
+    ):
+        config = rs.peer_config if rs.ENTRIES[of].peer else rs.train_config
+        a, b = (config(rs.ENTRIES[n], Path("o"), 5) for n in (rerun, of))
         assert (a.seed, b.seed) == (1, 0) and dataclasses.replace(a, name=b.name, seed=0) == b  # only the seed differs
 
 

@@ -15,7 +15,7 @@ import torch
 from dlib.denoiser import VE, Denoiser, Prediction, edm_coefs
 from dlib.distill import consistency_coefs, consistency_loss, ddim_to, distance, pd_target
 from dlib.samplers import sample_consistency
-from dlib.utils import append_dims
+from dlib.utils import append_dims, randn_like
 
 # --- Exercise 1: c_skip and c_out ---
 
@@ -178,7 +178,7 @@ def _multistep_with(noise_scale, last_noise=False):
             x = f(x, sigma)
             if i + 1 < len(sigmas) or last_noise:
                 nxt = sigmas[min(i + 1, len(sigmas) - 1)]
-                x = x + noise_scale(nxt, sigma_min) * torch.randn(x.shape, generator=g, dtype=x.dtype)
+                x = x + noise_scale(nxt, sigma_min) * randn_like(x, g)
         return x
 
     return run
